@@ -1,0 +1,60 @@
+//! HTTP: the only module that knows status codes and headers.
+//!
+//! `/scim/v2` is a public contract (RFC 7643/7644); `/healthz` answers load balancers.
+//! Every response carries an `x-request-id`, and every log line of a request names it.
+
+mod auth;
+mod scim;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::provider::Provider;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub provider: Provider,
+    /// Schools declared in the configuration; a token of any other school is refused.
+    pub schools: Arc<Vec<String>>,
+}
+
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/scim/v2", scim::router(&state))
+        .with_state(state)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %request.method(), uri = %request.uri().path())
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([axum::http::header::AUTHORIZATION]))
+}
+
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (StatusCode, &'static str) {
+    match state.provider.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n"),
+        Err(error) => {
+            tracing::error!(%error, "health check: store unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n")
+        }
+    }
+}

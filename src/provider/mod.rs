@@ -1,0 +1,522 @@
+//! The SCIM service provider: each SCIM operation, from a request document to a stored change
+//! and the response document. HTTP-free, so `/Bulk` runs the very same operations.
+//!
+//! Store errors become SCIM errors here, in [`store_error`], and nowhere else.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use crate::clock::Clock;
+use crate::scim::error::ScimError;
+use crate::scim::filter;
+use crate::scim::patch;
+use crate::scim::resource::{self, Projection};
+use crate::scim::schema::{Kind, Registry};
+use crate::store::{self, Actor, NewRecord, Query, Record, Scope, Stamp, Store};
+
+pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const BULK_REQUEST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+pub const BULK_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+
+/// How many times a PATCH without `If-Match` retries after losing a race to another writer.
+const PATCH_ATTEMPTS: usize = 5;
+
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub clock: Clock,
+}
+
+/// Who is asking: the token's school and source, the audit actor, and the base URL that
+/// resource locations are built from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub scope: Scope,
+    pub actor: Actor,
+    pub base: String,
+}
+
+/// A resource in a response, with its version for the `ETag` header.
+#[derive(Debug)]
+pub struct Rendered {
+    pub body: Value,
+    pub version: i64,
+    pub location: String,
+}
+
+/// The query parameters of a list request (RFC 7644 §3.4.2).
+#[derive(Debug, Default, Clone)]
+pub struct ListParams {
+    pub filter: Option<String>,
+    pub start_index: Option<i64>,
+    pub count: Option<i64>,
+    pub sort_by: Option<String>,
+    pub sort_order: Option<String>,
+    pub attributes: Option<String>,
+    pub excluded_attributes: Option<String>,
+}
+
+/// The strong-or-weak version an `If-Match` header names; `None` for `*`.
+pub fn parse_if_match(header: &str) -> Result<Option<i64>, ScimError> {
+    let header = header.trim();
+    if header == "*" {
+        return Ok(None);
+    }
+    let text = header.trim_start_matches("W/").trim_matches('"');
+    text.parse().map(Some).map_err(|_| {
+        ScimError::precondition_failed(format!(
+            "If-Match {header} names no version of this resource"
+        ))
+    })
+}
+
+pub fn etag(version: i64) -> String {
+    format!("W/\"{version}\"")
+}
+
+impl Provider {
+    fn render(&self, kind: Kind, record: Record, base: &str, projection: &Projection) -> Rendered {
+        let location = format!("{base}/{}/{}", kind.endpoint(), record.id);
+        let mut body = Map::new();
+        body.insert(
+            "schemas".into(),
+            resource::schemas_of(&self.registry, kind, &record.data),
+        );
+        body.insert("id".into(), record.id.clone().into());
+        let mut data = record.data;
+        if let Some(external) = data.remove("externalId") {
+            body.insert("externalId".into(), external);
+        }
+        body.extend(data);
+        if !record.links.is_empty() {
+            let links: Vec<Value> = record
+                .links
+                .iter()
+                .map(|link| {
+                    let mut item = json!({
+                        "value": link.id,
+                        "$ref": format!("{base}/{}/{}", link.kind.endpoint(), link.id),
+                    });
+                    if let Some(display) = &link.display {
+                        item["display"] = display.clone().into();
+                    }
+                    item["type"] = match kind {
+                        Kind::Group => link.kind.name().into(),
+                        Kind::User => "direct".into(),
+                    };
+                    item
+                })
+                .collect();
+            let key = match kind {
+                Kind::Group => "members",
+                Kind::User => "groups",
+            };
+            body.insert(key.into(), Value::Array(links));
+        }
+        body.insert(
+            "meta".into(),
+            json!({
+                "resourceType": kind.name(),
+                "created": store::format_time(record.created),
+                "lastModified": store::format_time(record.last_modified),
+                "location": location,
+                "version": etag(record.version),
+            }),
+        );
+        projection.apply(&self.registry, kind, &mut body);
+        Rendered {
+            body: Value::Object(body),
+            version: record.version,
+            location,
+        }
+    }
+
+    pub fn projection(
+        &self,
+        kind: Kind,
+        attributes: Option<&str>,
+        excluded: Option<&str>,
+    ) -> Result<Projection, ScimError> {
+        Projection::parse(&self.registry, kind, attributes, excluded)
+    }
+
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        id: &str,
+        projection: &Projection,
+    ) -> Result<Rendered, ScimError> {
+        let record = self
+            .store
+            .get(&caller.scope, kind, id)
+            .await
+            .map_err(|e| store_error(e, kind, id))?;
+        Ok(self.render(kind, record, &caller.base, projection))
+    }
+
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<Value, ScimError> {
+        let projection = self.projection(
+            kind,
+            params.attributes.as_deref(),
+            params.excluded_attributes.as_deref(),
+        )?;
+        let page = self.page(params)?;
+        let query = Query {
+            filter: parse_filter(params)?,
+            sort_by: self.sort_by(kind, params)?,
+            descending: page.descending,
+            offset: page.start_index - 1,
+            limit: page.count,
+        };
+        let (total, resources) = self.list_kind(caller, kind, &query, &projection).await?;
+        Ok(list_response(total, page.start_index, resources))
+    }
+
+    /// `POST /.search` at the service root (RFC 7644 §3.4.3): users, then groups, as one list.
+    /// A filter or attribute that only one resource type has simply matches nothing of the other.
+    pub async fn search_all(
+        &self,
+        caller: &Caller,
+        params: &ListParams,
+    ) -> Result<Value, ScimError> {
+        let page = self.page(params)?;
+        let filter = parse_filter(params)?;
+        let mut offset = page.start_index - 1;
+        let mut remaining = page.count;
+        let mut total = 0;
+        let mut resources = Vec::new();
+        let mut understood = false;
+        for kind in [Kind::User, Kind::Group] {
+            if let Some(filter) = &filter
+                && crate::scim::resource::check_filter(&self.registry, kind, filter).is_err()
+            {
+                continue;
+            }
+            understood = true;
+            let projection = Projection::lenient(
+                &self.registry,
+                kind,
+                params.attributes.as_deref(),
+                params.excluded_attributes.as_deref(),
+            );
+            let sort_by = self.sort_by(kind, params).ok().flatten();
+            let query = Query {
+                filter: filter.clone(),
+                sort_by,
+                descending: page.descending,
+                offset,
+                limit: remaining,
+            };
+            let (kind_total, mut found) = self.list_kind(caller, kind, &query, &projection).await?;
+            total += kind_total;
+            offset = (offset - kind_total).max(0);
+            remaining -= found.len() as i64;
+            resources.append(&mut found);
+        }
+        if !understood {
+            return Err(ScimError::invalid_filter(
+                "the filter names attributes that no resource type has",
+            ));
+        }
+        Ok(list_response(total, page.start_index, resources))
+    }
+
+    async fn list_kind(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        query: &Query,
+        projection: &Projection,
+    ) -> Result<(i64, Vec<Value>), ScimError> {
+        let with_links = projection.wants(
+            kind,
+            match kind {
+                Kind::User => "groups",
+                Kind::Group => "members",
+            },
+        );
+        let (total, records) = self
+            .store
+            .list(&caller.scope, kind, &self.registry, query, with_links)
+            .await
+            .map_err(|e| store_error(e, kind, ""))?;
+        let resources = records
+            .into_iter()
+            .map(|record| self.render(kind, record, &caller.base, projection).body)
+            .collect();
+        Ok((total, resources))
+    }
+
+    fn stamp<'a>(&self, caller: &'a Caller) -> Stamp<'a> {
+        Stamp {
+            actor: &caller.actor,
+            at: self.clock.now(),
+        }
+    }
+
+    fn sort_by(
+        &self,
+        kind: Kind,
+        params: &ListParams,
+    ) -> Result<Option<filter::AttrPath>, ScimError> {
+        let Some(text) = params
+            .sort_by
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(None);
+        };
+        let path = filter::parse_path(text)
+            .ok()
+            .filter(|p| p.filter.is_none() && p.sub.is_none())
+            .map(|p| p.attr)
+            .ok_or_else(|| {
+                ScimError::invalid_value(format!("sortBy `{text}` is not an attribute path"))
+            })?;
+        self.registry
+            .resolve(kind, &path)
+            .map_err(|e| ScimError::invalid_value(format!("sortBy: {e}")))?;
+        Ok(Some(path))
+    }
+
+    fn page(&self, params: &ListParams) -> Result<Page, ScimError> {
+        let descending = match params
+            .sort_order
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("") | Some("ascending") => false,
+            Some("descending") => true,
+            Some(other) => {
+                return Err(ScimError::invalid_value(format!(
+                    "sortOrder must be ascending or descending, not `{other}`"
+                )));
+            }
+        };
+        let max = self.registry.filter_max_results as i64;
+        // RFC 7644 §3.4.2.4: startIndex below 1 means 1; a negative count means 0.
+        Ok(Page {
+            start_index: params.start_index.unwrap_or(1).max(1),
+            count: params.count.unwrap_or(max).clamp(0, max),
+            descending,
+        })
+    }
+
+    /// Validates a document and prepares what the store writes, hashing any password.
+    async fn prepare(&self, kind: Kind, body: Value) -> Result<NewRecord, ScimError> {
+        let checked = resource::check(&self.registry, kind, body)?;
+        let password_hash = match checked.password {
+            Some(plaintext) => Some(crate::password::hash(plaintext).await.map_err(|e| {
+                tracing::error!(error = %e, "password hashing failed");
+                ScimError::internal("internal error while hashing the password")
+            })?),
+            None => None,
+        };
+        Ok(NewRecord {
+            index: resource::index(kind, &checked.data),
+            data: checked.data,
+            members: checked.members,
+            password_hash,
+        })
+    }
+
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        body: Value,
+    ) -> Result<Rendered, ScimError> {
+        let new = self.prepare(kind, body).await?;
+        let id = uuid::Uuid::now_v7().to_string();
+        let record = self
+            .store
+            .insert(&caller.scope, kind, &id, &new, self.stamp(caller))
+            .await
+            .map_err(|e| store_error(e, kind, &id))?;
+        Ok(self.render(kind, record, &caller.base, &Projection::default()))
+    }
+
+    pub async fn replace(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Rendered, ScimError> {
+        let current = self
+            .store
+            .get(&caller.scope, kind, id)
+            .await
+            .map_err(|e| store_error(e, kind, id))?;
+        check_version(if_match, current.version)?;
+        let mut new = self.prepare(kind, body).await?;
+        if kind == Kind::Group && new.members.is_none() {
+            // PUT replaces the whole resource: a group sent without members has none.
+            new.members = Some(Vec::new());
+        }
+        let record = self
+            .store
+            .replace(
+                &caller.scope,
+                kind,
+                id,
+                current.version,
+                &new,
+                self.stamp(caller),
+            )
+            .await
+            .map_err(|e| store_error(e, kind, id))?;
+        Ok(self.render(kind, record, &caller.base, &Projection::default()))
+    }
+
+    pub async fn patch(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        id: &str,
+        body: Value,
+        if_match: Option<i64>,
+    ) -> Result<Rendered, ScimError> {
+        let operations = patch::parse(body)?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self
+                .store
+                .get(&caller.scope, kind, id)
+                .await
+                .map_err(|e| store_error(e, kind, id))?;
+            check_version(if_match, current.version)?;
+            let mut doc = current.data.clone();
+            if kind == Kind::Group && !current.links.is_empty() {
+                let members = current
+                    .links
+                    .iter()
+                    .map(|l| json!({ "value": l.id }))
+                    .collect();
+                doc.insert("members".into(), Value::Array(members));
+            }
+            patch::apply(&self.registry, kind, &mut doc, &operations)?;
+            let mut new = self.prepare(kind, Value::Object(doc)).await?;
+            if kind == Kind::Group && new.members.is_none() {
+                new.members = Some(Vec::new());
+            }
+            match self
+                .store
+                .replace(
+                    &caller.scope,
+                    kind,
+                    id,
+                    current.version,
+                    &new,
+                    self.stamp(caller),
+                )
+                .await
+            {
+                Ok(record) => {
+                    return Ok(self.render(kind, record, &caller.base, &Projection::default()));
+                }
+                Err(store::Error::VersionMismatch { .. })
+                    if if_match.is_none() && attempt < PATCH_ATTEMPTS =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(store_error(e, kind, id)),
+            }
+        }
+    }
+
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        kind: Kind,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> Result<(), ScimError> {
+        self.store
+            .delete(&caller.scope, kind, id, if_match, self.stamp(caller))
+            .await
+            .map_err(|e| store_error(e, kind, id))
+    }
+}
+
+struct Page {
+    start_index: i64,
+    count: i64,
+    descending: bool,
+}
+
+fn parse_filter(params: &ListParams) -> Result<Option<filter::Filter>, ScimError> {
+    match params
+        .filter
+        .as_deref()
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+    {
+        Some(text) => filter::parse(text)
+            .map(Some)
+            .map_err(|e| ScimError::invalid_filter(format!("`{text}`: {e}"))),
+        None => Ok(None),
+    }
+}
+
+fn list_response(total: i64, start_index: i64, resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_URN],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+fn check_version(if_match: Option<i64>, version: i64) -> Result<(), ScimError> {
+    match if_match {
+        Some(expected) if expected != version => Err(ScimError::precondition_failed(format!(
+            "version {} is not the current version {}",
+            etag(expected),
+            etag(version)
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The one mapping from store errors to SCIM errors.
+pub fn store_error(error: store::Error, kind: Kind, id: &str) -> ScimError {
+    use store::Error::*;
+    match error {
+        NotFound => ScimError::not_found(format!("{} {id} not found", kind.name())),
+        Conflict { field, value } => {
+            ScimError::uniqueness(format!("{field} `{value}` is already taken in this school"))
+        }
+        VersionMismatch { expected } => ScimError::precondition_failed(format!(
+            "{} {id} has changed since version {}",
+            kind.name(),
+            etag(expected)
+        )),
+        OwnedBy(source) => ScimError::forbidden(format!(
+            "{} {id} belongs to source `{source}`; only that source may change it",
+            kind.name()
+        )),
+        UnknownMember(member) => {
+            ScimError::invalid_value(format!("members: no user or group {member} in this school"))
+        }
+        InvalidFilter(message) => ScimError::invalid_filter(message),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            ScimError::internal("internal error")
+        }
+    }
+}
+mod bulk;

@@ -1,0 +1,721 @@
+//! The SQLite backend: one file (WAL mode) or an in-memory database for tests.
+//!
+//! Writes run in `BEGIN IMMEDIATE` transactions, so a read-check-write sequence holds SQLite's
+//! single write lock from its first statement and never fails half-way with `SQLITE_BUSY`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use time::OffsetDateTime;
+
+use super::filter_sql::{self, Bind};
+use super::{
+    Actor, Error, Link, NewRecord, Query, Record, Result, Scope, Stamp, Token, format_time,
+    parse_time,
+};
+use crate::scim::schema::{Kind, Registry};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn table(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "users",
+        Kind::Group => "groups",
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and brings its schema up to date.
+    pub async fn open(url: &str) -> Result<Store> {
+        let open_error = |source| Error::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            let path = options.get_filename();
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| open_error(sqlx::Error::Io(e)))?;
+            }
+        }
+        // An in-memory database lives and dies with its one connection.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if in_memory { 1 } else { 8 })
+            .min_connections(if in_memory { 1 } else { 0 })
+            .idle_timeout(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(600))
+            })
+            .max_lifetime(if in_memory {
+                None
+            } else {
+                Some(Duration::from_secs(3600))
+            })
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        MIGRATIONS.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Makes the stored schools match the configuration's names.
+    pub async fn upsert_schools(&self, schools: &[crate::config::School]) -> Result<()> {
+        let mut tx = self.write().await?;
+        for school in schools {
+            sqlx::query(
+                "INSERT INTO schools (id, name) VALUES (?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name",
+            )
+            .bind(&school.id)
+            .bind(&school.name)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // --- tokens ---
+
+    pub async fn insert_token(&self, token: &Token, hash: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, school_id, source, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&token.id)
+        .bind(&token.school_id)
+        .bind(&token.source)
+        .bind(hash)
+        .bind(format_time(token.created))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The live (not revoked) token with this hash.
+    pub async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<Token>> {
+        let row = sqlx::query(
+            "SELECT id, school_id, source, created_at, revoked_at FROM tokens \
+             WHERE hash = ?1 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| token_from_row(&row)).transpose()
+    }
+
+    pub async fn list_tokens(&self, school_id: Option<&str>) -> Result<Vec<Token>> {
+        let rows = sqlx::query(
+            "SELECT id, school_id, source, created_at, revoked_at FROM tokens \
+             WHERE ?1 IS NULL OR school_id = ?1 ORDER BY school_id, created_at, id",
+        )
+        .bind(school_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    /// Revokes a token; revoking twice is harmless. Unknown ids are `NotFound`.
+    pub async fn revoke_token(&self, id: &str, at: OffsetDateTime) -> Result<()> {
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = coalesce(revoked_at, ?2) WHERE id = ?1")
+                .bind(id)
+                .bind(format_time(at))
+                .execute(&self.pool)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+
+    // --- resources ---
+
+    pub async fn get(&self, scope: &Scope, kind: Kind, id: &str) -> Result<Record> {
+        let sql = format!(
+            "SELECT id, source, data, created_at, modified_at, version FROM {} \
+             WHERE school_id = ?1 AND id = ?2",
+            table(kind)
+        );
+        let row = sqlx::query(&sql)
+            .bind(&scope.school_id)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let mut record = record_from_row(&row)?;
+        self.load_links(kind, std::slice::from_mut(&mut record))
+            .await?;
+        Ok(record)
+    }
+
+    /// One page of a filtered, sorted list, and the total number of matches.
+    pub async fn list(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        registry: &Registry,
+        query: &Query,
+        with_links: bool,
+    ) -> Result<(i64, Vec<Record>)> {
+        let mut binds = vec![Bind::Text(scope.school_id.clone())];
+        let mut where_clause = "r.school_id = ?1".to_owned();
+        if let Some(filter) = &query.filter {
+            let condition =
+                filter_sql::lower(registry, kind, filter).map_err(Error::InvalidFilter)?;
+            // The filter numbers its markers from ?1; shift them past the school's.
+            where_clause.push_str(&format!(" AND ({})", renumber(&condition.text, 1)));
+            binds.extend(condition.binds);
+        }
+        let total_sql = format!(
+            "SELECT count(*) FROM {} r WHERE {where_clause}",
+            table(kind)
+        );
+        let total: i64 = bind_scalar(sqlx::query_scalar(&total_sql), &binds)
+            .fetch_one(&self.pool)
+            .await?;
+        if query.limit <= 0 || query.offset >= total {
+            return Ok((total, Vec::new()));
+        }
+        let mut order = String::new();
+        if let Some(sort_by) = &query.sort_by {
+            let key =
+                filter_sql::sort_key(registry, kind, sort_by).map_err(Error::InvalidFilter)?;
+            order = format!(
+                "{} {}, ",
+                renumber(&key.text, binds.len()),
+                if query.descending { "DESC" } else { "ASC" }
+            );
+            binds.extend(key.binds);
+        }
+        let sql = format!(
+            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version FROM {} r \
+             WHERE {where_clause} ORDER BY {order}r.id LIMIT {} OFFSET {}",
+            table(kind),
+            query.limit,
+            query.offset
+        );
+        let rows = bind_rows(sqlx::query(&sql), &binds)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut records = rows
+            .iter()
+            .map(record_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        if with_links {
+            self.load_links(kind, &mut records).await?;
+        }
+        Ok((total, records))
+    }
+
+    /// Fills `links`: a group's members, or the groups a user belongs to.
+    async fn load_links(&self, kind: Kind, records: &mut [Record]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ids = Value::from(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).to_string();
+        let sql = match kind {
+            Kind::Group => {
+                "SELECT m.group_id, m.member_id, m.member_type, NULL FROM group_members m \
+                 WHERE m.group_id IN (SELECT value FROM json_each(?1)) ORDER BY m.member_id"
+            }
+            Kind::User => {
+                "SELECT m.member_id, m.group_id, 'Group', g.display_name \
+                 FROM group_members m JOIN groups g ON g.id = m.group_id \
+                 WHERE m.member_id IN (SELECT value FROM json_each(?1)) ORDER BY g.display_name_key"
+            }
+        };
+        let rows = sqlx::query(sql).bind(ids).fetch_all(&self.pool).await?;
+        for row in rows {
+            let owner: String = row.try_get(0)?;
+            let kind = match row.try_get::<String, _>(2)?.as_str() {
+                "Group" => Kind::Group,
+                _ => Kind::User,
+            };
+            let link = Link {
+                id: row.try_get(1)?,
+                kind,
+                display: row.try_get(3)?,
+            };
+            if let Some(record) = records.iter_mut().find(|r| r.id == owner) {
+                record.links.push(link);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn insert(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        id: &str,
+        new: &NewRecord,
+        stamp: Stamp<'_>,
+    ) -> Result<Record> {
+        let mut tx = self.write().await?;
+        let data = Value::Object(new.data.clone()).to_string();
+        let now = format_time(stamp.at);
+        let inserted = match kind {
+            Kind::User => sqlx::query(
+                "INSERT INTO users (id, school_id, source, user_name, user_name_key, external_id, \
+                     active, data, password_hash, created_at, modified_at, version) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 1)",
+            )
+            .bind(id)
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(&new.index.name)
+            .bind(new.index.name.to_lowercase())
+            .bind(&new.index.external_id)
+            .bind(new.index.active)
+            .bind(&data)
+            .bind(&new.password_hash)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await,
+            Kind::Group => {
+                sqlx::query(
+                    "INSERT INTO groups (id, school_id, source, display_name, display_name_key, \
+                     external_id, data, created_at, modified_at, version) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
+                )
+                .bind(id)
+                .bind(&scope.school_id)
+                .bind(&scope.source)
+                .bind(&new.index.name)
+                .bind(new.index.name.to_lowercase())
+                .bind(&new.index.external_id)
+                .bind(&data)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await
+            }
+        };
+        inserted.map_err(|e| conflict(e, kind, &new.index.name))?;
+        write_dependents(&mut tx, scope, kind, id, new).await?;
+        audit(
+            &mut tx,
+            scope,
+            stamp.actor,
+            "create",
+            kind,
+            id,
+            None,
+            Some(&data),
+            &now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(scope, kind, id).await
+    }
+
+    /// Replaces a resource's document. `expected_version` guards against lost updates: the write
+    /// happens only if the stored version still equals it.
+    pub async fn replace(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        id: &str,
+        expected_version: i64,
+        new: &NewRecord,
+        stamp: Stamp<'_>,
+    ) -> Result<Record> {
+        let mut tx = self.write().await?;
+        let before = current(&mut tx, scope, kind, id, Some(expected_version)).await?;
+        let data = Value::Object(new.data.clone()).to_string();
+        let now = format_time(stamp.at);
+        let updated =
+            match kind {
+                Kind::User => {
+                    sqlx::query(
+                        "UPDATE users SET user_name = ?3, user_name_key = ?4, external_id = ?5, \
+                     active = ?6, data = ?7, password_hash = coalesce(?8, password_hash), \
+                     modified_at = ?9, version = version + 1 WHERE school_id = ?1 AND id = ?2",
+                    )
+                    .bind(&scope.school_id)
+                    .bind(id)
+                    .bind(&new.index.name)
+                    .bind(new.index.name.to_lowercase())
+                    .bind(&new.index.external_id)
+                    .bind(new.index.active)
+                    .bind(&data)
+                    .bind(&new.password_hash)
+                    .bind(&now)
+                    .execute(&mut *tx)
+                    .await
+                }
+                Kind::Group => sqlx::query(
+                    "UPDATE groups SET display_name = ?3, display_name_key = ?4, external_id = ?5, \
+                     data = ?6, modified_at = ?7, version = version + 1 \
+                     WHERE school_id = ?1 AND id = ?2",
+                )
+                .bind(&scope.school_id)
+                .bind(id)
+                .bind(&new.index.name)
+                .bind(new.index.name.to_lowercase())
+                .bind(&new.index.external_id)
+                .bind(&data)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await,
+            };
+        updated.map_err(|e| conflict(e, kind, &new.index.name))?;
+        write_dependents(&mut tx, scope, kind, id, new).await?;
+        audit(
+            &mut tx,
+            scope,
+            stamp.actor,
+            "replace",
+            kind,
+            id,
+            Some(&before),
+            Some(&data),
+            &now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(scope, kind, id).await
+    }
+
+    pub async fn delete(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        id: &str,
+        expected_version: Option<i64>,
+        stamp: Stamp<'_>,
+    ) -> Result<()> {
+        let mut tx = self.write().await?;
+        let before = current(&mut tx, scope, kind, id, expected_version).await?;
+        sqlx::query("DELETE FROM group_members WHERE member_id = ?1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE school_id = ?1 AND id = ?2",
+            table(kind)
+        ))
+        .bind(&scope.school_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        audit(
+            &mut tx,
+            scope,
+            stamp.actor,
+            "delete",
+            kind,
+            id,
+            Some(&before),
+            None,
+            &format_time(stamp.at),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Audit events for one resource, oldest first: `(action, actor, source, before, after)`.
+    pub async fn audit_trail(
+        &self,
+        school_id: &str,
+        resource_id: &str,
+    ) -> Result<Vec<(String, String, String, Option<String>, Option<String>)>> {
+        let rows = sqlx::query(
+            "SELECT action, actor, source, before, after FROM audit_events \
+             WHERE school_id = ?1 AND resource_id = ?2 ORDER BY id",
+        )
+        .bind(school_id)
+        .bind(resource_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Shifts `?N` markers of a fragment by `by`, so it can follow `by` earlier parameters.
+fn renumber(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.char_indices().peekable();
+    let mut in_string = false;
+    while let Some((_, c)) = chars.next() {
+        out.push(c);
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '?' && !in_string {
+            let mut digits = String::new();
+            while let Some(&(_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
+                digits.push(d);
+                chars.next();
+            }
+            let n: usize = digits.parse().unwrap_or(0);
+            out.push_str(&(n + by).to_string());
+        }
+    }
+    out
+}
+
+fn bind_scalar<'q, O>(
+    mut query: sqlx::query::QueryScalar<'q, Sqlite, O, SqliteArguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::QueryScalar<'q, Sqlite, O, SqliteArguments<'q>>
+where
+    O: Send + Unpin,
+    (O,): for<'r> sqlx::FromRow<'r, SqliteRow>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text.as_str()),
+            Bind::Int(i) => query.bind(*i),
+            Bind::Float(f) => query.bind(*f),
+        };
+    }
+    query
+}
+
+fn bind_rows<'q>(
+    mut query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text.as_str()),
+            Bind::Int(i) => query.bind(*i),
+            Bind::Float(f) => query.bind(*f),
+        };
+    }
+    query
+}
+
+/// Reads the stored document under the write lock and checks the expected version.
+async fn current(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+) -> Result<String> {
+    let row = sqlx::query(&format!(
+        "SELECT data, version, source FROM {} WHERE school_id = ?1 AND id = ?2",
+        table(kind)
+    ))
+    .bind(&scope.school_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let version: i64 = row.try_get(1)?;
+    if let Some(expected) = expected_version.filter(|&expected| expected != version) {
+        return Err(Error::VersionMismatch { expected });
+    }
+    let source: String = row.try_get(2)?;
+    if source != scope.source {
+        return Err(Error::OwnedBy(source));
+    }
+    Ok(row.try_get(0)?)
+}
+
+/// E-mail keys and memberships, rewritten from the new document.
+async fn write_dependents(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    new: &NewRecord,
+) -> Result<()> {
+    match kind {
+        Kind::User => {
+            sqlx::query("DELETE FROM user_emails WHERE user_id = ?1")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            for (kind, value) in &new.index.emails {
+                sqlx::query(
+                    "INSERT INTO user_emails (user_id, school_id, type_key, value_key) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .bind(id)
+                .bind(&scope.school_id)
+                .bind(kind.as_ref().map(|k| k.to_lowercase()))
+                .bind(value.to_lowercase())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Kind::Group => {
+            let Some(members) = &new.members else {
+                return Ok(());
+            };
+            sqlx::query("DELETE FROM group_members WHERE group_id = ?1")
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+            for member in members {
+                if member == id {
+                    return Err(Error::UnknownMember(format!(
+                        "{member} (a group cannot contain itself)"
+                    )));
+                }
+                let member_type: Option<String> = sqlx::query_scalar(
+                    "SELECT 'User' FROM users WHERE school_id = ?1 AND id = ?2 \
+                     UNION ALL SELECT 'Group' FROM groups WHERE school_id = ?1 AND id = ?2",
+                )
+                .bind(&scope.school_id)
+                .bind(member)
+                .fetch_optional(&mut **tx)
+                .await?;
+                let member_type =
+                    member_type.ok_or_else(|| Error::UnknownMember(member.clone()))?;
+                sqlx::query(
+                    "INSERT INTO group_members (group_id, member_id, member_type) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(member)
+                .bind(member_type)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn audit(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    actor: &Actor,
+    action: &str,
+    kind: Kind,
+    id: &str,
+    before: Option<&str>,
+    after: Option<&str>,
+    at: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (school_id, at, actor, source, request_id, action, \
+         resource_type, resource_id, before, after) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .bind(&scope.school_id)
+    .bind(at)
+    .bind(&actor.name)
+    .bind(&scope.source)
+    .bind(&actor.request_id)
+    .bind(action)
+    .bind(kind.name())
+    .bind(id)
+    .bind(before)
+    .bind(after)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn conflict(error: sqlx::Error, kind: Kind, name: &str) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict {
+            field: match kind {
+                Kind::User => "userName",
+                Kind::Group => "displayName",
+            },
+            value: name.to_owned(),
+        },
+        _ => Error::Db(error),
+    }
+}
+
+fn time_column(row: &SqliteRow, column: &str) -> Result<OffsetDateTime> {
+    let text: String = row.try_get(column)?;
+    parse_time(&text).ok_or_else(|| {
+        Error::Db(sqlx::Error::Decode(
+            format!("{column} holds `{text}`, not an RFC 3339 time").into(),
+        ))
+    })
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<Record> {
+    let id: String = row.try_get("id")?;
+    let data: String = row.try_get("data")?;
+    let data: Map<String, Value> =
+        serde_json::from_str(&data).map_err(|source| Error::Corrupt {
+            id: id.clone(),
+            source,
+        })?;
+    Ok(Record {
+        source: row.try_get("source")?,
+        data,
+        links: Vec::new(),
+        created: time_column(row, "created_at")?,
+        last_modified: time_column(row, "modified_at")?,
+        version: row.try_get("version")?,
+        id,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<Token> {
+    let revoked: Option<String> = row.try_get("revoked_at")?;
+    Ok(Token {
+        id: row.try_get("id")?,
+        school_id: row.try_get("school_id")?,
+        source: row.try_get("source")?,
+        created: time_column(row, "created_at")?,
+        revoked: revoked.as_deref().and_then(parse_time),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumber;
+
+    #[test]
+    fn renumber_shifts_markers_outside_strings() {
+        assert_eq!(
+            renumber("a = ?1 AND b = ?12 AND c = '?1'", 2),
+            "a = ?3 AND b = ?14 AND c = '?1'"
+        );
+    }
+}
