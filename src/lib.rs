@@ -75,22 +75,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let state = state(&config, Clock::system()).await?;
-    serve(state, &config, listener, shutdown).await
+    serve(state, config.server, listener, shutdown).await
 }
 
 /// [`run`] with a prepared state (tests fix the clock this way).
 pub async fn serve(
     state: http::AppState,
-    config: &Config,
+    server: config::Server,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let store = state.provider.store.clone();
-    let app = http::router(
-        state,
-        Duration::from_secs(config.server.request_timeout_secs),
-    );
+    let app = http::router(state, Duration::from_secs(server.request_timeout_secs));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let grace = Duration::from_secs(server.shutdown_grace_secs);
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
@@ -98,7 +96,6 @@ pub async fn serve(
     .with_graceful_shutdown(async move {
         let _ = stop_rx.changed().await;
     });
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let result = tokio::select! {
         result = server => result.map_err(Error::Serve),
         () = async move {

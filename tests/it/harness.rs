@@ -1,0 +1,317 @@
+//! `TestApp::start()` gives each test its own daemon, store and tokens.
+
+use std::path::Path;
+
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use rollcall::clock::Clock;
+use rollcall::config::Config;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
+/// A running daemon with two schools: `north` (token `token`, source `entra`) and `south`
+/// (token `other_token`, source `okta`).
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT/scim/v2`
+    pub scim: String,
+    pub root: String,
+    pub token: String,
+    pub other_token: String,
+    pub http: reqwest::Client,
+    pub state: rollcall::http::AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), rollcall::Error>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A response: status, headers and the JSON body (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 7644 §3.12 error with this status and (optional) scimType.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, scim_type: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["schemas"][0], ERROR_URN, "body: {}", self.body);
+        assert_eq!(
+            self.body["status"],
+            status.to_string(),
+            "body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.body.get("scimType").and_then(Value::as_str),
+            scim_type,
+            "body: {}",
+            self.body
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/scim+json"),
+            "content type"
+        );
+    }
+}
+
+pub fn config_text(db: &Path) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+shutdown_grace_secs = 5
+
+[store]
+url = "sqlite://{}"
+
+[[schools]]
+id = "north"
+name = "North Academy"
+
+[[schools]]
+id = "south"
+name = "South School"
+"#,
+        db.display()
+    )
+}
+
+impl TestApp {
+    pub async fn start() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::parse(&config_text(&dir.path().join("rollcall.db")), dir.path())
+            .expect("test config");
+        let state = rollcall::state(&config, Clock::system())
+            .await
+            .expect("state");
+        let store = &state.provider.store;
+        let clock = Clock::system();
+        let (_, token) = rollcall::token::create(store, &clock, "north", "entra")
+            .await
+            .expect("token");
+        let (_, other_token) = rollcall::token::create(store, &clock, "south", "okta")
+            .await
+            .expect("token");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(rollcall::serve(
+            state.clone(),
+            config.server,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        let root = format!("http://{address}");
+        TestApp {
+            scim: format!("{root}/scim/v2"),
+            root,
+            token,
+            other_token,
+            http: reqwest::Client::new(),
+            state,
+            shutdown: Some(tx),
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request with this token; `body` is sent as JSON when given.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let url = if path.starts_with("http") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.scim)
+        };
+        let mut request = self.http.request(method, url).bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/scim+json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("response is not JSON ({e}): {text}"))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Sends a raw body (for malformed-input tests).
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Reply {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.scim))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/scim+json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send_as(&self.token, Method::GET, path, None, &[])
+            .await
+    }
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.send_as(&self.token, Method::POST, path, Some(body), &[])
+            .await
+    }
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.send_as(&self.token, Method::PUT, path, Some(body), &[])
+            .await
+    }
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.send_as(&self.token, Method::PATCH, path, Some(body), &[])
+            .await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send_as(&self.token, Method::DELETE, path, None, &[])
+            .await
+    }
+
+    /// `GET /Users?filter=…` (URL-encoded), returning the reply.
+    pub async fn filter(&self, endpoint: &str, filter: &str) -> Reply {
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}{endpoint}", self.scim),
+            &[("filter", filter)],
+        )
+        .expect("url");
+        self.send_as(&self.token, Method::GET, url.as_str(), None, &[])
+            .await
+    }
+
+    /// Creates a user and returns its JSON, asserting 201.
+    pub async fn create_user(&self, body: Value) -> Value {
+        let reply = self.post("/Users", &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create user: {}",
+            reply.body
+        );
+        reply.body
+    }
+
+    pub async fn create_group(&self, body: Value) -> Value {
+        let reply = self.post("/Groups", &body).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::CREATED,
+            "create group: {}",
+            reply.body
+        );
+        reply.body
+    }
+
+    /// Stops the daemon and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("join").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A minimal user document.
+pub fn user(user_name: &str) -> Value {
+    serde_json::json!({ "schemas": [USER_URN], "userName": user_name })
+}
+
+/// A user as Microsoft Entra ID creates one.
+pub fn entra_user(user_name: &str, given: &str, family: &str, mail: &str, nickname: &str) -> Value {
+    serde_json::json!({
+        "schemas": [USER_URN, ENTERPRISE_URN],
+        "externalId": nickname,
+        "userName": user_name,
+        "active": true,
+        "emails": [{ "primary": true, "type": "work", "value": mail }],
+        "meta": { "resourceType": "User" },
+        "name": { "formatted": format!("{given} {family}"), "familyName": family, "givenName": given },
+        "roles": []
+    })
+}
+
+pub fn ids(list: &Value) -> Vec<String> {
+    list["Resources"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn user_names(list: &Value) -> Vec<String> {
+    let mut names: Vec<String> = list["Resources"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|x| x["userName"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the daemon runs in-process on 127.0.0.1 (port 0) on a fresh SQLite
+//! store, and the tests talk to it over HTTP like any SCIM client.
+
+mod harness;
+mod smoke;
