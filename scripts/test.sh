@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, integration tests, and the external SCIM conformance suite
+# (scim2-tester) against a freshly started daemon.
+#
+# Installs what the tests need when it is missing: Python's venv module (Debian package
+# python3-venv) and the pinned suite in target/conformance-venv.
+#
+#   scripts/test.sh            # from the repository root
+#
+# With CI=true a test whose service is missing fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+apt_install() {
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    log "installing Debian packages: $*"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+# Python 3 with venv and pip, for the conformance suite.
+if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+    apt_install python3 python3-venv
+fi
+
+venv=${ROLLCALL_CONFORMANCE_VENV:-$PWD/target/conformance-venv}
+export ROLLCALL_CONFORMANCE_VENV=$venv
+requirements=tests/conformance/requirements.txt
+stamp=$venv/.requirements
+if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import scim2_tester' 2>/dev/null; then
+    log "installing the SCIM conformance suite into $venv"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+fi
+
+log "cargo test"
+cargo test --locked
