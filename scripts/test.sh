@@ -39,4 +39,10 @@ if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import scim2_te
 fi
 
 log "cargo test"
-cargo test --locked
+output=$(mktemp)
+trap 'rm -f "$output"' EXIT
+status=0
+cargo test --locked 2>&1 | tee "$output" || status=$?
+# One closing line with the totals of every test binary.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$output"
+exit "$status"

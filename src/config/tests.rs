@@ -1,1 +1,487 @@
+//! `Config::parse` and `Config::apply_env`: defaults, every validation error (each naming its
+//! key and line), the environment overrides, and the shipped `config/rollcall.toml`.
 
+use super::*;
+
+const SHIPPED: &str = include_str!("../../config/rollcall.toml");
+
+fn parse(text: &str) -> Result<Config, Error> {
+    Config::parse(text, Path::new("/etc/rollcall"))
+}
+
+#[track_caller]
+fn valid(text: &str) -> Config {
+    parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Asserts a validation error naming `key` at `line`, and returns its message.
+#[track_caller]
+fn invalid(text: &str, want_key: &str, want_line: usize) -> String {
+    match parse(text) {
+        Err(error @ Error::Invalid { .. }) => {
+            let Error::Invalid {
+                line, key, message, ..
+            } = &error
+            else {
+                unreachable!()
+            };
+            assert_eq!(key, want_key, "{error}");
+            assert_eq!(*line, want_line, "{error}");
+            let shown = error.to_string();
+            assert!(shown.contains(&format!("line {want_line}")), "{shown}");
+            assert!(shown.contains(&format!("`{want_key}`")), "{shown}");
+            message.clone()
+        }
+        other => panic!("expected an invalid {want_key}, got {other:?}"),
+    }
+}
+
+/// Asserts a syntax-level error (unknown key, wrong type) at `line` whose message names `word`.
+#[track_caller]
+fn syntax(text: &str, word: &str, want_line: usize) -> String {
+    match parse(text) {
+        Err(error @ Error::Syntax { .. }) => {
+            let Error::Syntax { line, message, .. } = &error else {
+                unreachable!()
+            };
+            assert_eq!(*line, Some(want_line), "{error}");
+            assert!(message.contains(word), "{error}");
+            let shown = error.to_string();
+            assert!(shown.contains(&format!("line {want_line}")), "{shown}");
+            shown
+        }
+        other => panic!("expected a syntax error naming {word}, got {other:?}"),
+    }
+}
+
+const SCHOOLS: &str = r#"
+[[schools]]
+id = "north"
+name = "North Academy"
+
+[[schools]]
+id = "south-2"
+name = "South School"
+"#;
+
+#[test]
+fn an_empty_file_gets_the_defaults() {
+    let config = valid("");
+    assert_eq!(config.path, None);
+    assert_eq!(config.data_dir, Path::new("/etc/rollcall/data"));
+    assert_eq!(
+        config.server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.log_format, LogFormat::Text);
+    assert_eq!(config.server.request_timeout_secs, 30);
+    assert_eq!(config.server.shutdown_grace_secs, 30);
+    assert_eq!(config.store.url, "sqlite:///etc/rollcall/data/rollcall.db");
+    assert!(config.schools.is_empty());
+    assert!(config.school("north").is_none());
+    // Empty tables are the same as none.
+    let config = valid("[server]\n[store]\n");
+    assert_eq!(config.server.request_timeout_secs, 30);
+    assert_eq!(config.store.url, "sqlite:///etc/rollcall/data/rollcall.db");
+}
+
+#[test]
+fn every_setting_is_read() {
+    let text = format!(
+        r#"data_dir = "state"
+
+[server]
+listen = "[::1]:9090"
+log_format = "json"
+request_timeout_secs = 5
+shutdown_grace_secs = 7
+
+[store]
+url = "sqlite::memory:"
+{SCHOOLS}"#
+    );
+    let config = valid(&text);
+    assert_eq!(config.data_dir, Path::new("/etc/rollcall/state"));
+    assert_eq!(
+        config.server.listen,
+        "[::1]:9090".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.log_format, LogFormat::Json);
+    assert_eq!(config.server.request_timeout_secs, 5);
+    assert_eq!(config.server.shutdown_grace_secs, 7);
+    assert_eq!(config.store.url, "sqlite::memory:");
+    assert_eq!(
+        config.schools,
+        [
+            School {
+                id: "north".into(),
+                name: "North Academy".into()
+            },
+            School {
+                id: "south-2".into(),
+                name: "South School".into()
+            },
+        ]
+    );
+    assert_eq!(config.school("south-2").unwrap().name, "South School");
+}
+
+#[test]
+fn data_dir_is_relative_to_the_file_unless_absolute() {
+    let config = valid("data_dir = \"/var/lib/rollcall\"");
+    assert_eq!(config.data_dir, Path::new("/var/lib/rollcall"));
+    assert_eq!(config.store.url, "sqlite:///var/lib/rollcall/rollcall.db");
+    let config = valid("data_dir = \"../data\"");
+    assert_eq!(config.data_dir, Path::new("/etc/rollcall/../data"));
+}
+
+#[test]
+fn a_duplicate_school_id_names_the_second_declaration() {
+    let text = format!("{SCHOOLS}\n[[schools]]\nid = \"north\"\nname = \"North again\"\n");
+    let line = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| *l == "id = \"north\"")
+        .map(|(n, _)| n + 1)
+        .last()
+        .unwrap();
+    let message = invalid(&text, "schools.id", line);
+    assert!(
+        message.contains("`north`") && message.contains("twice"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_bad_school_id_is_refused() {
+    let too_long = "a".repeat(65);
+    for id in [
+        "North",
+        "north academy",
+        "",
+        "nörth",
+        "north.academy",
+        &too_long,
+    ] {
+        let text = format!("# a comment\n\n[[schools]]\nid = \"{id}\"\nname = \"N\"\n");
+        let message = invalid(&text, "schools.id", 4);
+        assert!(message.contains(&format!("`{id}`")), "{message}");
+    }
+    let longest = "a".repeat(64);
+    valid(&format!("[[schools]]\nid = \"{longest}\"\nname = \"N\"\n"));
+    valid("[[schools]]\nid = \"year_7-2024\"\nname = \"N\"\n");
+}
+
+#[test]
+fn an_empty_school_name_is_refused() {
+    for name in ["", "   ", "\t"] {
+        let text = format!("[[schools]]\nid = \"north\"\n\nname = \"{name}\"\n");
+        let message = invalid(&text, "schools.name", 4);
+        assert!(message.contains("`north`"), "{message}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line_wherever_they_are() {
+    syntax("# comment\ncolour = \"blue\"\n", "`colour`", 2);
+    syntax(
+        "[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"127.0.0.1:2\"\n",
+        "`listn`",
+        3,
+    );
+    syntax("[store]\n\npath = \"x.db\"\n", "`path`", 3);
+    syntax(
+        "[[schools]]\nid = \"north\"\nname = \"N\"\nmotto = \"Onward\"\n",
+        "`motto`",
+        4,
+    );
+    syntax("[logging]\nlevel = \"info\"\n", "`logging`", 1);
+}
+
+#[test]
+fn wrong_types_and_missing_keys_are_syntax_errors_with_a_line() {
+    syntax("\n[server]\nrequest_timeout_secs = \"30\"\n", "string", 3);
+    syntax("[server]\nshutdown_grace_secs = -1\n", "", 2);
+    syntax("[server]\nlog_format = \"xml\"\n", "`xml`", 2);
+    syntax("[[schools]]\nid = \"north\"\n", "`name`", 1);
+    syntax("data_dir = 5\n", "", 1);
+    syntax("[server\n", "", 1);
+}
+
+#[test]
+fn a_bad_listen_address_names_server_listen() {
+    for listen in ["localhost:8080", "127.0.0.1", "127.0.0.1:99999", ""] {
+        let text = format!("[server]\nlog_format = \"text\"\nlisten = \"{listen}\"\n");
+        let message = invalid(&text, "server.listen", 3);
+        assert!(message.contains(&format!("`{listen}`")), "{message}");
+    }
+}
+
+#[test]
+fn an_unsupported_store_url_names_store_url_but_not_its_secrets() {
+    let text = "[store]\nurl = \"postgres://rollcall:hunter2@db.example/rollcall\"\n";
+    let message = invalid(text, "store.url", 2);
+    assert!(message.contains("`postgres`"), "{message}");
+    let shown = parse(text).unwrap_err().to_string();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(!shown.contains("db.example"), "{shown}");
+    invalid("[store]\nurl = \"rollcall.db\"\n", "store.url", 2);
+    for url in [
+        "sqlite://data/rollcall.db",
+        "sqlite:///var/lib/rollcall.db",
+        "sqlite::memory:",
+    ] {
+        assert_eq!(valid(&format!("[store]\nurl = \"{url}\"\n")).store.url, url);
+    }
+}
+
+#[test]
+fn the_store_debug_output_hides_the_url() {
+    let config = valid("[store]\nurl = \"sqlite:///secret/place.db\"\n");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("secret"), "{debug}");
+    assert!(debug.contains("sqlite:"), "{debug}");
+}
+
+#[test]
+fn load_prefixes_errors_with_the_file() {
+    let dir = std::env::temp_dir().join(format!("rollcall-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let shown = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        shown.starts_with(&format!("{}: line 2: `server.listen`", path.display())),
+        "{shown}"
+    );
+    std::fs::write(&path, "\n\nbogus = 1\n").unwrap();
+    let shown = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        shown.starts_with(&format!("{}: line 3: ", path.display())),
+        "{shown}"
+    );
+    let missing = dir.join("missing.toml");
+    let shown = Config::load(&missing).unwrap_err().to_string();
+    assert!(shown.contains("missing.toml"), "{shown}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A lookup that answers from a list, like the process environment would.
+fn environment(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+#[test]
+fn the_environment_overrides_the_file() {
+    let mut config = valid("[server]\nlisten = \"127.0.0.1:1\"\nlog_format = \"text\"\n");
+    config
+        .apply_env(environment(&[
+            (env::DATABASE_URL, "sqlite:///srv/rollcall.db"),
+            (env::LISTEN, "0.0.0.0:9000"),
+            (env::LOG_FORMAT, "json"),
+        ]))
+        .unwrap();
+    assert_eq!(config.store.url, "sqlite:///srv/rollcall.db");
+    assert_eq!(
+        config.server.listen,
+        "0.0.0.0:9000".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.log_format, LogFormat::Json);
+    config
+        .apply_env(environment(&[(env::LOG_FORMAT, "text")]))
+        .unwrap();
+    assert_eq!(config.server.log_format, LogFormat::Text);
+}
+
+#[test]
+fn unset_and_empty_variables_change_nothing() {
+    let text = "[server]\nlisten = \"127.0.0.1:1\"\nlog_format = \"json\"\n";
+    let mut config = valid(text);
+    config.apply_env(environment(&[])).unwrap();
+    config
+        .apply_env(environment(&[
+            (env::DATABASE_URL, ""),
+            (env::LISTEN, ""),
+            (env::LOG_FORMAT, ""),
+            // Read by the logger, not by the configuration.
+            (env::LOG, "debug"),
+        ]))
+        .unwrap();
+    let fresh = valid(text);
+    assert_eq!(config.store.url, fresh.store.url);
+    assert_eq!(config.server.listen, fresh.server.listen);
+    assert_eq!(config.server.log_format, LogFormat::Json);
+}
+
+#[test]
+fn bad_environment_values_name_the_variable() {
+    for (variable, value, word) in [
+        (env::DATABASE_URL, "mysql://u:hunter2@h/db", "`mysql`"),
+        (env::LISTEN, "localhost", "`localhost`"),
+        (env::LOG_FORMAT, "JSON", "`JSON`"),
+        (env::LOG_FORMAT, "xml", "`xml`"),
+    ] {
+        let mut config = valid("");
+        let before = format!("{:?}", config.server);
+        let error = config
+            .apply_env(environment(&[(variable, value)]))
+            .unwrap_err();
+        let shown = error.to_string();
+        assert!(
+            matches!(&error, Error::Env { variable: v, .. } if v == variable),
+            "{shown}"
+        );
+        assert!(shown.contains(variable), "{shown}");
+        assert!(shown.contains(word), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(format!("{:?}", config.server), before);
+    }
+}
+
+#[test]
+fn identifiers_are_lower_case_digits_dashes_and_underscores() {
+    for id in ["a", "north", "year-7", "set_2", "0"] {
+        assert!(is_identifier(id), "{id}");
+    }
+    for id in ["", "North", "a b", "a/b", "é", "a.b"] {
+        assert!(!is_identifier(id), "{id}");
+    }
+    assert!(is_identifier(&"x".repeat(64)));
+    assert!(!is_identifier(&"x".repeat(65)));
+}
+
+#[test]
+fn the_shipped_configuration_is_valid() {
+    let config = Config::parse(SHIPPED, Path::new("config")).unwrap();
+    assert_eq!(config.data_dir, Path::new("config/../data"));
+    assert_eq!(config.store.url, "sqlite://config/../data/rollcall.db");
+    assert_eq!(
+        config.server.listen,
+        "127.0.0.1:8080".parse::<SocketAddr>().unwrap()
+    );
+    assert_eq!(config.server.log_format, LogFormat::Text);
+    assert_eq!(config.schools.len(), 1);
+}
+
+/// The environment variables `config::env` declares, read from this module's source so a new
+/// one cannot be forgotten here.
+fn declared_variables() -> Vec<String> {
+    let source = include_str!("../config.rs");
+    let start = source.find("pub mod env {").unwrap();
+    let end = start + source[start..].find("\n}").unwrap();
+    source[start..end]
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            line.starts_with("pub const ")
+                .then(|| line.split('"').nth(1))
+                .flatten()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_comments_mention_every_environment_variable() {
+    let declared = declared_variables();
+    assert_eq!(
+        declared,
+        [env::DATABASE_URL, env::LISTEN, env::LOG_FORMAT, env::LOG]
+    );
+    let comments: Vec<&str> = SHIPPED
+        .lines()
+        .filter(|line| line.trim_start().starts_with('#'))
+        .collect();
+    for variable in &declared {
+        // Whole words: ROLLCALL_LOG must be mentioned by itself, not only inside ROLLCALL_LOG_FORMAT.
+        let mentioned = comments.iter().any(|line| {
+            line.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .any(|word| word == variable)
+        });
+        assert!(mentioned, "config/rollcall.toml never mentions {variable}");
+    }
+    assert!(
+        comments.iter().any(|line| line.contains("ROLLCALL_CONFIG")),
+        "the --config variable"
+    );
+}
+
+/// The keys a table of the file model accepts, as its unknown-field error lists them.
+fn model_keys(table_header: &str) -> Vec<String> {
+    let text = match table_header {
+        "" => "zzz_unknown = 1\n".to_owned(),
+        "[[schools]]" => "[[schools]]\nid = \"a\"\nname = \"A\"\nzzz_unknown = 1\n".to_owned(),
+        header => format!("{header}\nzzz_unknown = 1\n"),
+    };
+    let Err(Error::Syntax { message, .. }) = parse(&text) else {
+        panic!("{table_header}: an unknown key was accepted");
+    };
+    let expected = message
+        .split("expected")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{message}"));
+    let keys: Vec<String> = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    assert!(!keys.is_empty(), "{message}");
+    keys
+}
+
+/// The lines of one table of the shipped file (`""` for the top level).
+fn shipped_table(table_header: &str) -> Vec<&'static str> {
+    let mut current = "";
+    SHIPPED
+        .lines()
+        .filter(|line| {
+            let trimmed = line.trim();
+            if trimmed.starts_with('[') {
+                current = if trimmed == table_header {
+                    table_header
+                } else {
+                    "?"
+                };
+                return false;
+            }
+            current == table_header
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_file_shows_every_key_of_the_file_model() {
+    let top = model_keys("");
+    let mut expected = vec!["data_dir", "server", "store", "schools"];
+    expected.sort();
+    let mut sorted = top.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    for table in ["server", "store"] {
+        assert!(
+            SHIPPED.lines().any(|l| l.trim() == format!("[{table}]")),
+            "no [{table}] table"
+        );
+    }
+    assert!(SHIPPED.lines().any(|l| l.trim() == "[[schools]]"));
+    for header in ["", "[server]", "[store]", "[[schools]]"] {
+        let lines = shipped_table(header);
+        for key in model_keys(header) {
+            if header.is_empty() && ["server", "store", "schools"].contains(&key.as_str()) {
+                continue; // tables, checked above
+            }
+            // Set, or shown commented out with an example value.
+            let shown = lines.iter().any(|line| {
+                let line = line.trim_start().trim_start_matches('#').trim_start();
+                line.strip_prefix(key.as_str())
+                    .is_some_and(|rest| rest.trim_start().starts_with('='))
+            });
+            assert!(shown, "config/rollcall.toml does not show {header} {key}");
+        }
+    }
+}

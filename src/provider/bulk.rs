@@ -171,7 +171,7 @@ impl Provider {
         if list.len() > max {
             return Err(ScimError::new(
                 413,
-                Some(ScimType::TooMany),
+                None,
                 format!("{} operations exceed maxOperations {max}", list.len()),
             ));
         }
@@ -336,14 +336,18 @@ fn collect(value: &Value, found: &mut Vec<String>) {
 
 fn collect_text(text: &str, found: &mut Vec<String>) {
     for (at, _) in text.match_indices("bulkId:") {
-        let id: String = text[at + 7..]
-            .chars()
-            .take_while(|c| !matches!(c, '/' | '"' | ' '))
-            .collect();
-        if !id.is_empty() && !found.contains(&id) {
-            found.push(id);
+        let id = bulk_id_at(text, at);
+        if !id.is_empty() && !found.iter().any(|known| known == id) {
+            found.push(id.to_owned());
         }
     }
+}
+
+/// The bulkId named by the `bulkId:` at byte `at` of `text`.
+fn bulk_id_at(text: &str, at: usize) -> &str {
+    let rest = &text[at + "bulkId:".len()..];
+    let end = rest.find(['/', '"', ' ']).unwrap_or(rest.len());
+    &rest[..end]
 }
 
 fn substitute(value: Value, created: &HashMap<String, String>) -> Value {
@@ -361,10 +365,22 @@ fn substitute(value: Value, created: &HashMap<String, String>) -> Value {
     }
 }
 
+/// Replaces each whole `bulkId:x` whose `x` was created. Whole references only: with `u1` and
+/// `u10` both created, a plain text replace of `bulkId:u1` would turn `bulkId:u10` into `<id>0`.
 fn substitute_text(text: &str, created: &HashMap<String, String>) -> String {
-    let mut out = text.to_owned();
-    for (bulk_id, id) in created {
-        out = out.replace(&format!("bulkId:{bulk_id}"), id);
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    for (at, _) in text.match_indices("bulkId:") {
+        if at < copied {
+            continue;
+        }
+        let bulk_id = bulk_id_at(text, at);
+        if let Some(id) = created.get(bulk_id) {
+            out.push_str(&text[copied..at]);
+            out.push_str(id);
+            copied = at + "bulkId:".len() + bulk_id.len();
+        }
     }
+    out.push_str(&text[copied..]);
     out
 }

@@ -12,15 +12,12 @@ use crate::scim::error::ScimError;
 use crate::scim::filter;
 use crate::scim::patch;
 use crate::scim::resource::{self, Projection};
-use crate::scim::schema::{Kind, Registry};
+use crate::scim::schema::{AttrType, Kind, Registry};
 use crate::store::{self, Actor, NewRecord, Query, Record, Scope, Stamp, Store};
 
 pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const BULK_REQUEST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
-
-/// How many times a PATCH without `If-Match` retries after losing a race to another writer.
-const PATCH_ATTEMPTS: usize = 5;
 
 #[derive(Clone, Debug)]
 pub struct Provider {
@@ -126,6 +123,9 @@ impl Provider {
             }),
         );
         projection.apply(&self.registry, kind, &mut body);
+        // List only the extensions the projected document still carries.
+        let schemas = resource::schemas_of(&self.registry, kind, &body);
+        body.insert("schemas".into(), schemas);
         Rendered {
             body: Value::Object(body),
             version: record.version,
@@ -282,9 +282,17 @@ impl Provider {
             .ok_or_else(|| {
                 ScimError::invalid_value(format!("sortBy `{text}` is not an attribute path"))
             })?;
-        self.registry
+        let resolved = self
+            .registry
             .resolve(kind, &path)
             .map_err(|e| ScimError::invalid_value(format!("sortBy: {e}")))?;
+        // RFC 7644 §3.4.2.3: a complex attribute sorts by one of its sub-attributes (a
+        // multi-valued one by its primary value); `name` alone has no order.
+        if resolved.leaf().kind == AttrType::Complex && !resolved.attr.multi_valued {
+            return Err(ScimError::invalid_value(format!(
+                "sortBy `{text}` is complex: name one of its sub-attributes"
+            )));
+        }
         Ok(Some(path))
     }
 
@@ -365,19 +373,29 @@ impl Provider {
             // PUT replaces the whole resource: a group sent without members has none.
             new.members = Some(Vec::new());
         }
-        let record = self
-            .store
-            .replace(
-                &caller.scope,
-                kind,
-                id,
-                current.version,
-                &new,
-                self.stamp(caller),
-            )
-            .await
-            .map_err(|e| store_error(e, kind, id))?;
-        Ok(self.render(kind, record, &caller.base, &Projection::default()))
+        let mut version = current.version;
+        loop {
+            match self
+                .store
+                .replace(&caller.scope, kind, id, version, &new, self.stamp(caller))
+                .await
+            {
+                Ok(record) => {
+                    return Ok(self.render(kind, record, &caller.base, &Projection::default()));
+                }
+                // Without `If-Match` the client set no precondition, and a PUT's document does
+                // not depend on what it replaces: a concurrent write is no reason for a 412.
+                Err(store::Error::VersionMismatch { .. }) if if_match.is_none() => {
+                    version = self
+                        .store
+                        .get(&caller.scope, kind, id)
+                        .await
+                        .map_err(|e| store_error(e, kind, id))?
+                        .version;
+                }
+                Err(e) => return Err(store_error(e, kind, id)),
+            }
+        }
     }
 
     pub async fn patch(
@@ -389,9 +407,12 @@ impl Provider {
         if_match: Option<i64>,
     ) -> Result<Rendered, ScimError> {
         let operations = patch::parse(body)?;
-        let mut attempt = 0;
+        // A PATCH without `If-Match` retries until its write lands on the version it read: the
+        // client asked for no precondition, so losing a race must not lose its update (a fixed
+        // number of attempts answered 412 once enough writers raced). Each lost race means
+        // another write committed, so the writers as a whole progress; the request timeout
+        // bounds any one of them.
         loop {
-            attempt += 1;
             let current = self
                 .store
                 .get(&caller.scope, kind, id)
@@ -427,11 +448,7 @@ impl Provider {
                 Ok(record) => {
                     return Ok(self.render(kind, record, &caller.base, &Projection::default()));
                 }
-                Err(store::Error::VersionMismatch { .. })
-                    if if_match.is_none() && attempt < PATCH_ATTEMPTS =>
-                {
-                    continue;
-                }
+                Err(store::Error::VersionMismatch { .. }) if if_match.is_none() => continue,
                 Err(e) => return Err(store_error(e, kind, id)),
             }
         }

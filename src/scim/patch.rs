@@ -334,8 +334,11 @@ fn apply_path(
                 }
             }
         }
-        (None, Op::Add) if resolved.attr.kind == AttrType::Complex => {
-            // Adding to a single complex attribute merges sub-attributes.
+        (None, Op::Add | Op::Replace)
+            if resolved.attr.kind == AttrType::Complex && !resolved.attr.multi_valued =>
+        {
+            // Adding to or replacing a single complex attribute merges sub-attributes: RFC 7644
+            // §3.5.2.3 leaves those the value does not name unchanged.
             match (container.get_mut(&name), value) {
                 (Some(Value::Object(existing)), Some(Value::Object(new))) => existing.extend(new),
                 (_, value) => {

@@ -178,8 +178,13 @@ fn check_single(attr: &Attribute, value: Value, path: &str) -> Result<Option<Val
             _ => return Err(wrong("an RFC 3339 date and time")),
         },
         AttrType::Complex => {
-            let Value::Object(members) = value else {
-                return Err(wrong("an object"));
+            let members = match value {
+                Value::Object(members) => members,
+                // Entra ID sends the enterprise `manager` as a bare id: it is the `value`.
+                Value::String(_) if attr.sub("value").is_some() && !attr.multi_valued => {
+                    Map::from_iter([("value".to_owned(), value)])
+                }
+                _ => return Err(wrong("an object")),
             };
             let mut object = Map::new();
             for (name, value) in members {

@@ -354,7 +354,7 @@ impl Registry {
             .and_then(|ext| self.schema(ext))
     }
 
-    /// A top-level attribute: common, core, then (for an unqualified name) the extensions.
+    /// A top-level member of a resource document: a common or core attribute.
     pub fn top_level(&self, kind: Kind, name: &str) -> Option<(Owner<'_>, &Attribute)> {
         if let Some(attr) = self.common.attribute(name) {
             return Some((Owner::Common, attr));
@@ -368,7 +368,14 @@ impl Registry {
     /// Resolves a filter, PATCH or projection path. Names compare case-insensitively.
     pub fn resolve(&self, kind: Kind, path: &AttrPath) -> Result<Resolved<'_>, String> {
         let (owner, attr) = match &path.urn {
-            None => self.top_level(kind, &path.name),
+            // RFC 7644 §3.10: an unqualified name is the core schema's, else an extension's.
+            None => self.top_level(kind, &path.name).or_else(|| {
+                self.extension_urns(kind).find_map(|urn| {
+                    let schema = self.schema(urn)?;
+                    let attr = schema.attribute(&path.name)?;
+                    Some((Owner::Extension(schema.id.as_str()), attr))
+                })
+            }),
             Some(urn) if urn.eq_ignore_ascii_case(kind.core_urn()) => self
                 .core(kind)
                 .attribute(&path.name)

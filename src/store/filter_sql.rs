@@ -355,7 +355,7 @@ impl<'a> Lowering<'a> {
             (Some("email"), "value") => "x.value_key",
             (Some("email"), "type") => "x.type_key",
             (Some("member"), "value") => return Ok(("x.member_id".into(), attr, Case::Exact)),
-            (Some("member"), "type") => return Ok(("x.member_type".into(), attr, Case::Exact)),
+            (Some("member"), "type") => return Ok(("x.member_type".into(), attr, Case::Fold)),
             (Some("group"), "value") => return Ok(("x.group_id".into(), attr, Case::Exact)),
             (Some("group"), "display") => {
                 return Ok(("g.display_name_key".into(), attr, Case::Key));

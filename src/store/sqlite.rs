@@ -11,7 +11,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use time::OffsetDateTime;
 
 use super::filter_sql::{self, Bind};
@@ -163,21 +163,8 @@ impl Store {
     // --- resources ---
 
     pub async fn get(&self, scope: &Scope, kind: Kind, id: &str) -> Result<Record> {
-        let sql = format!(
-            "SELECT id, source, data, created_at, modified_at, version FROM {} \
-             WHERE school_id = ?1 AND id = ?2",
-            table(kind)
-        );
-        let row = sqlx::query(&sql)
-            .bind(&scope.school_id)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(Error::NotFound)?;
-        let mut record = record_from_row(&row)?;
-        self.load_links(kind, std::slice::from_mut(&mut record))
-            .await?;
-        Ok(record)
+        let mut conn = self.pool.acquire().await?;
+        fetch(&mut conn, scope, kind, id).await
     }
 
     /// One page of a filtered, sorted list, and the total number of matches.
@@ -234,45 +221,9 @@ impl Store {
             .map(record_from_row)
             .collect::<Result<Vec<_>>>()?;
         if with_links {
-            self.load_links(kind, &mut records).await?;
+            load_links(&mut *self.pool.acquire().await?, kind, &mut records).await?;
         }
         Ok((total, records))
-    }
-
-    /// Fills `links`: a group's members, or the groups a user belongs to.
-    async fn load_links(&self, kind: Kind, records: &mut [Record]) -> Result<()> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let ids = Value::from(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).to_string();
-        let sql = match kind {
-            Kind::Group => {
-                "SELECT m.group_id, m.member_id, m.member_type, NULL FROM group_members m \
-                 WHERE m.group_id IN (SELECT value FROM json_each(?1)) ORDER BY m.member_id"
-            }
-            Kind::User => {
-                "SELECT m.member_id, m.group_id, 'Group', g.display_name \
-                 FROM group_members m JOIN groups g ON g.id = m.group_id \
-                 WHERE m.member_id IN (SELECT value FROM json_each(?1)) ORDER BY g.display_name_key"
-            }
-        };
-        let rows = sqlx::query(sql).bind(ids).fetch_all(&self.pool).await?;
-        for row in rows {
-            let owner: String = row.try_get(0)?;
-            let kind = match row.try_get::<String, _>(2)?.as_str() {
-                "Group" => Kind::Group,
-                _ => Kind::User,
-            };
-            let link = Link {
-                id: row.try_get(1)?,
-                kind,
-                display: row.try_get(3)?,
-            };
-            if let Some(record) = records.iter_mut().find(|r| r.id == owner) {
-                record.links.push(link);
-            }
-        }
-        Ok(())
     }
 
     pub async fn insert(
@@ -324,6 +275,7 @@ impl Store {
         };
         inserted.map_err(|e| conflict(e, kind, &new.index.name))?;
         write_dependents(&mut tx, scope, kind, id, new).await?;
+        let after = audited(&mut tx, kind, id, &data).await?;
         audit(
             &mut tx,
             scope,
@@ -332,12 +284,14 @@ impl Store {
             kind,
             id,
             None,
-            Some(&data),
+            Some(&after),
             &now,
         )
         .await?;
+        // Read back under the write lock, so the reply shows exactly the version written.
+        let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
-        self.get(scope, kind, id).await
+        Ok(record)
     }
 
     /// Replaces a resource's document. `expected_version` guards against lost updates: the write
@@ -353,6 +307,7 @@ impl Store {
     ) -> Result<Record> {
         let mut tx = self.write().await?;
         let before = current(&mut tx, scope, kind, id, Some(expected_version)).await?;
+        let before = audited(&mut tx, kind, id, &before).await?;
         let data = Value::Object(new.data.clone()).to_string();
         let now = format_time(stamp.at);
         let updated =
@@ -392,6 +347,7 @@ impl Store {
             };
         updated.map_err(|e| conflict(e, kind, &new.index.name))?;
         write_dependents(&mut tx, scope, kind, id, new).await?;
+        let after = audited(&mut tx, kind, id, &data).await?;
         audit(
             &mut tx,
             scope,
@@ -400,12 +356,14 @@ impl Store {
             kind,
             id,
             Some(&before),
-            Some(&data),
+            Some(&after),
             &now,
         )
         .await?;
+        // Read back under the write lock, so the reply shows exactly the version written.
+        let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
-        self.get(scope, kind, id).await
+        Ok(record)
     }
 
     pub async fn delete(
@@ -418,6 +376,7 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.write().await?;
         let before = current(&mut tx, scope, kind, id, expected_version).await?;
+        let before = audited(&mut tx, kind, id, &before).await?;
         sqlx::query("DELETE FROM group_members WHERE member_id = ?1")
             .bind(id)
             .execute(&mut *tx)
@@ -529,6 +488,59 @@ fn bind_rows<'q>(
     query
 }
 
+/// Fills `links`: a group's members, or the groups a user belongs to.
+async fn load_links(conn: &mut SqliteConnection, kind: Kind, records: &mut [Record]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let ids = Value::from(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).to_string();
+    let sql = match kind {
+        Kind::Group => {
+            "SELECT m.group_id, m.member_id, m.member_type, NULL FROM group_members m \
+             WHERE m.group_id IN (SELECT value FROM json_each(?1)) ORDER BY m.member_id"
+        }
+        Kind::User => {
+            "SELECT m.member_id, m.group_id, 'Group', g.display_name \
+             FROM group_members m JOIN groups g ON g.id = m.group_id \
+             WHERE m.member_id IN (SELECT value FROM json_each(?1)) ORDER BY g.display_name_key"
+        }
+    };
+    let rows = sqlx::query(sql).bind(ids).fetch_all(&mut *conn).await?;
+    for row in rows {
+        let owner: String = row.try_get(0)?;
+        let kind = match row.try_get::<String, _>(2)?.as_str() {
+            "Group" => Kind::Group,
+            _ => Kind::User,
+        };
+        let link = Link {
+            id: row.try_get(1)?,
+            kind,
+            display: row.try_get(3)?,
+        };
+        if let Some(record) = records.iter_mut().find(|r| r.id == owner) {
+            record.links.push(link);
+        }
+    }
+    Ok(())
+}
+
+async fn fetch(conn: &mut SqliteConnection, scope: &Scope, kind: Kind, id: &str) -> Result<Record> {
+    let sql = format!(
+        "SELECT id, source, data, created_at, modified_at, version FROM {} \
+         WHERE school_id = ?1 AND id = ?2",
+        table(kind)
+    );
+    let row = sqlx::query(&sql)
+        .bind(&scope.school_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let mut record = record_from_row(&row)?;
+    load_links(conn, kind, std::slice::from_mut(&mut record)).await?;
+    Ok(record)
+}
+
 /// Reads the stored document under the write lock and checks the expected version.
 async fn current(
     tx: &mut Transaction<'static, Sqlite>,
@@ -621,6 +633,40 @@ async fn write_dependents(
         }
     }
     Ok(())
+}
+
+/// The document an audit event records. A group's members live in `group_members`, not in its
+/// `data`, so they are added here: otherwise adding or removing a member would be recorded
+/// with identical before and after documents.
+async fn audited(
+    tx: &mut Transaction<'static, Sqlite>,
+    kind: Kind,
+    id: &str,
+    data: &str,
+) -> Result<String> {
+    if kind != Kind::Group {
+        return Ok(data.to_owned());
+    }
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT member_id FROM group_members WHERE group_id = ?1 ORDER BY member_id",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    if members.is_empty() {
+        return Ok(data.to_owned());
+    }
+    let mut document: Map<String, Value> =
+        serde_json::from_str(data).map_err(|source| Error::Corrupt {
+            id: id.to_owned(),
+            source,
+        })?;
+    let members = members
+        .into_iter()
+        .map(|member| Value::Object(Map::from_iter([("value".to_owned(), member.into())])))
+        .collect();
+    document.insert("members".to_owned(), Value::Array(members));
+    Ok(Value::Object(document).to_string())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -315,3 +315,48 @@ pub fn user_names(list: &Value) -> Vec<String> {
     names.sort();
     names
 }
+
+// --- Helpers shared by the bulk, versions, isolation, bad_input, audit and cli tests. ---
+
+pub const BULK_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+
+/// A BulkRequest with these operations.
+pub fn bulk_request(operations: Vec<Value>) -> Value {
+    serde_json::json!({ "schemas": [BULK_URN], "Operations": operations })
+}
+
+/// A PatchOp request with these operations.
+pub fn patch_request(operations: Value) -> Value {
+    serde_json::json!({ "schemas": [PATCH_URN], "Operations": operations })
+}
+
+/// A resource's `id`.
+#[track_caller]
+pub fn id_of(resource: &Value) -> String {
+    resource["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {resource}"))
+        .to_owned()
+}
+
+/// `totalResults` of `GET endpoint` (`/Users` or `/Groups`) as the holder of `token`.
+pub async fn total_as(app: &TestApp, token: &str, endpoint: &str) -> i64 {
+    let reply = app.send_as(token, Method::GET, endpoint, None, &[]).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "list {endpoint}: {}",
+        reply.body
+    );
+    reply.body["totalResults"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no totalResults: {}", reply.body))
+}
+
+/// How many users and groups the `north` token sees.
+pub async fn north_totals(app: &TestApp) -> (i64, i64) {
+    (
+        total_as(app, &app.token, "/Users").await,
+        total_as(app, &app.token, "/Groups").await,
+    )
+}

@@ -1,5 +1,16 @@
 //! Integration tests: the daemon runs in-process on 127.0.0.1 (port 0) on a fresh SQLite
 //! store, and the tests talk to it over HTTP like any SCIM client.
 
+mod audit;
+mod bad_input;
+mod bulk;
+mod cli;
+mod clients;
+mod conformance;
+mod discovery;
+mod filters;
 mod harness;
+mod isolation;
+mod listing;
 mod smoke;
+mod versions;
