@@ -21,6 +21,11 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
+# A C compiler and linker: Rust links with it, and the bundled SQLite is C.
+if ! command -v cc >/dev/null; then
+    apt_install gcc libc6-dev
+fi
+
 # Python 3 with venv and pip, for the conformance suite.
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     apt_install python3 python3-venv

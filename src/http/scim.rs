@@ -501,24 +501,45 @@ fn list_of(resources: Vec<Value>) -> ScimReply {
     )
 }
 
-fn schema_document(document: &Value, base: &str) -> Value {
+/// A discovery document with its `meta`; `endpoint` is `Schemas` or `ResourceTypes`.
+fn discovery_document(document: &Value, endpoint: &str, base: &str) -> Value {
     let id = document
         .get("id")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    with_meta(document, "Schema", format!("{base}/Schemas/{id}"))
+    let resource_type = match endpoint {
+        "Schemas" => "Schema",
+        _ => "ResourceType",
+    };
+    with_meta(document, resource_type, format!("{base}/{endpoint}/{id}"))
 }
 
-fn resource_type_document(document: &Value, base: &str) -> Value {
-    let id = document
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    with_meta(
-        document,
-        "ResourceType",
-        format!("{base}/ResourceTypes/{id}"),
+fn discovery_list(documents: &[Value], endpoint: &str, headers: &HeaderMap) -> ScimReply {
+    let base = base_url(headers);
+    list_of(
+        documents
+            .iter()
+            .map(|d| discovery_document(d, endpoint, &base))
+            .collect(),
     )
+}
+
+fn discovery_one(documents: &[Value], endpoint: &str, id: &str, headers: &HeaderMap) -> ScimReply {
+    let base = base_url(headers);
+    documents
+        .iter()
+        .find(|d| {
+            d.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|i| i.eq_ignore_ascii_case(id))
+        })
+        .map(|d| ScimReply::json(StatusCode::OK, discovery_document(d, endpoint, &base)))
+        .unwrap_or_else(|| {
+            ScimReply::error(
+                ScimError::not_found(format!("no {endpoint}/{id}")),
+                &request_id(headers),
+            )
+        })
 }
 
 async fn service_provider_config(State(state): State<AppState>, headers: HeaderMap) -> ScimReply {
@@ -535,15 +556,10 @@ async fn service_provider_config(State(state): State<AppState>, headers: HeaderM
 }
 
 async fn schemas(State(state): State<AppState>, headers: HeaderMap) -> ScimReply {
-    let base = base_url(&headers);
-    list_of(
-        state
-            .provider
-            .registry
-            .schema_documents
-            .iter()
-            .map(|d| schema_document(d, &base))
-            .collect(),
+    discovery_list(
+        &state.provider.registry.schema_documents,
+        "Schemas",
+        &headers,
     )
 }
 
@@ -552,36 +568,19 @@ async fn schema(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ScimReply {
-    let base = base_url(&headers);
-    state
-        .provider
-        .registry
-        .schema_documents
-        .iter()
-        .find(|d| {
-            d.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|i| i.eq_ignore_ascii_case(&id))
-        })
-        .map(|d| ScimReply::json(StatusCode::OK, schema_document(d, &base)))
-        .unwrap_or_else(|| {
-            ScimReply::error(
-                ScimError::not_found(format!("no schema {id}")),
-                &request_id(&headers),
-            )
-        })
+    discovery_one(
+        &state.provider.registry.schema_documents,
+        "Schemas",
+        &id,
+        &headers,
+    )
 }
 
 async fn resource_types(State(state): State<AppState>, headers: HeaderMap) -> ScimReply {
-    let base = base_url(&headers);
-    list_of(
-        state
-            .provider
-            .registry
-            .resource_type_documents
-            .iter()
-            .map(|d| resource_type_document(d, &base))
-            .collect(),
+    discovery_list(
+        &state.provider.registry.resource_type_documents,
+        "ResourceTypes",
+        &headers,
     )
 }
 
@@ -590,24 +589,12 @@ async fn resource_type(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ScimReply {
-    let base = base_url(&headers);
-    state
-        .provider
-        .registry
-        .resource_type_documents
-        .iter()
-        .find(|d| {
-            d.get("id")
-                .and_then(Value::as_str)
-                .is_some_and(|i| i.eq_ignore_ascii_case(&id))
-        })
-        .map(|d| ScimReply::json(StatusCode::OK, resource_type_document(d, &base)))
-        .unwrap_or_else(|| {
-            ScimReply::error(
-                ScimError::not_found(format!("no resource type {id}")),
-                &request_id(&headers),
-            )
-        })
+    discovery_one(
+        &state.provider.registry.resource_type_documents,
+        "ResourceTypes",
+        &id,
+        &headers,
+    )
 }
 
 async fn not_found(headers: HeaderMap, uri: axum::http::Uri) -> ScimReply {

@@ -275,13 +275,9 @@ impl Provider {
         else {
             return Ok(None);
         };
-        let path = filter::parse_path(text)
-            .ok()
-            .filter(|p| p.filter.is_none() && p.sub.is_none())
-            .map(|p| p.attr)
-            .ok_or_else(|| {
-                ScimError::invalid_value(format!("sortBy `{text}` is not an attribute path"))
-            })?;
+        let path = resource::attribute_path(text).ok_or_else(|| {
+            ScimError::invalid_value(format!("sortBy `{text}` is not an attribute path"))
+        })?;
         let resolved = self
             .registry
             .resolve(kind, &path)
@@ -362,40 +358,19 @@ impl Provider {
         body: Value,
         if_match: Option<i64>,
     ) -> Result<Rendered, ScimError> {
-        let current = self
-            .store
-            .get(&caller.scope, kind, id)
-            .await
-            .map_err(|e| store_error(e, kind, id))?;
-        check_version(if_match, current.version)?;
         let mut new = self.prepare(kind, body).await?;
         if kind == Kind::Group && new.members.is_none() {
             // PUT replaces the whole resource: a group sent without members has none.
             new.members = Some(Vec::new());
         }
-        let mut version = current.version;
-        loop {
-            match self
-                .store
-                .replace(&caller.scope, kind, id, version, &new, self.stamp(caller))
-                .await
-            {
-                Ok(record) => {
-                    return Ok(self.render(kind, record, &caller.base, &Projection::default()));
-                }
-                // Without `If-Match` the client set no precondition, and a PUT's document does
-                // not depend on what it replaces: a concurrent write is no reason for a 412.
-                Err(store::Error::VersionMismatch { .. }) if if_match.is_none() => {
-                    version = self
-                        .store
-                        .get(&caller.scope, kind, id)
-                        .await
-                        .map_err(|e| store_error(e, kind, id))?
-                        .version;
-                }
-                Err(e) => return Err(store_error(e, kind, id)),
-            }
-        }
+        // A PUT's document does not depend on what it replaces, so only the client's
+        // `If-Match` (checked under the write lock) makes it conditional.
+        let record = self
+            .store
+            .replace(&caller.scope, kind, id, if_match, &new, self.stamp(caller))
+            .await
+            .map_err(|e| store_error(e, kind, id))?;
+        Ok(self.render(kind, record, &caller.base, &Projection::default()))
     }
 
     pub async fn patch(
@@ -439,7 +414,7 @@ impl Provider {
                     &caller.scope,
                     kind,
                     id,
-                    current.version,
+                    Some(current.version),
                     &new,
                     self.stamp(caller),
                 )

@@ -235,6 +235,15 @@ fn kind_of(value: &Value) -> &'static str {
     }
 }
 
+/// A plain attribute path (`name.givenName`, URN-qualified or not), as `sortBy` and
+/// `attributes` take; `None` for anything else, such as a value filter.
+pub fn attribute_path(text: &str) -> Option<AttrPath> {
+    super::filter::parse_path(text)
+        .ok()
+        .filter(|path| path.filter.is_none() && path.sub.is_none())
+        .map(|path| path.attr)
+}
+
 /// Checks that every attribute a filter names exists for this resource type.
 pub fn check_filter(registry: &Registry, kind: Kind, filter: &Filter) -> Result<(), String> {
     match filter {
@@ -322,13 +331,9 @@ impl Projection {
                     });
                     continue;
                 }
-                let path = super::filter::parse_path(part)
-                    .ok()
-                    .filter(|p| p.filter.is_none() && p.sub.is_none())
-                    .map(|p| p.attr)
-                    .ok_or_else(|| {
-                        ScimError::invalid_value(format!("`{part}` is not an attribute path"))
-                    })?;
+                let path = attribute_path(part).ok_or_else(|| {
+                    ScimError::invalid_value(format!("`{part}` is not an attribute path"))
+                })?;
                 registry
                     .resolve(kind, &path)
                     .map_err(ScimError::invalid_value)?;

@@ -294,19 +294,19 @@ impl Store {
         Ok(record)
     }
 
-    /// Replaces a resource's document. `expected_version` guards against lost updates: the write
-    /// happens only if the stored version still equals it.
+    /// Replaces a resource's document. `expected_version`, when given, guards against lost
+    /// updates: the write happens only if the stored version still equals it.
     pub async fn replace(
         &self,
         scope: &Scope,
         kind: Kind,
         id: &str,
-        expected_version: i64,
+        expected_version: Option<i64>,
         new: &NewRecord,
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let mut tx = self.write().await?;
-        let before = current(&mut tx, scope, kind, id, Some(expected_version)).await?;
+        let before = current(&mut tx, scope, kind, id, expected_version).await?;
         let before = audited(&mut tx, kind, id, &before).await?;
         let data = Value::Object(new.data.clone()).to_string();
         let now = format_time(stamp.at);
