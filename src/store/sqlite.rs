@@ -3,6 +3,7 @@
 //! Writes run in `BEGIN IMMEDIATE` transactions, so a read-check-write sequence holds SQLite's
 //! single write lock from its first statement and never fails half-way with `SQLITE_BUSY`.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -600,11 +601,24 @@ async fn write_dependents(
             let Some(members) = &new.members else {
                 return Ok(());
             };
-            sqlx::query("DELETE FROM group_members WHERE group_id = ?1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-            for member in members {
+            // Write only the difference: identity systems add members one PATCH at a time, and
+            // rewriting a 2,000-member group for each would be quadratic.
+            let existing: HashSet<String> =
+                sqlx::query_scalar("SELECT member_id FROM group_members WHERE group_id = ?1")
+                    .bind(id)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let wanted: HashSet<&str> = members.iter().map(String::as_str).collect();
+            for gone in existing.iter().filter(|m| !wanted.contains(m.as_str())) {
+                sqlx::query("DELETE FROM group_members WHERE group_id = ?1 AND member_id = ?2")
+                    .bind(id)
+                    .bind(gone)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for member in members.iter().filter(|m| !existing.contains(*m)) {
                 if member == id {
                     return Err(Error::UnknownMember(format!(
                         "{member} (a group cannot contain itself)"
