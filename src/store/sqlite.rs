@@ -214,8 +214,13 @@ impl Store {
             binds.extend(key.binds);
         }
         let sql = format!(
-            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version FROM {} r \
+            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {} FROM {} r \
              WHERE {where_clause} ORDER BY {order}r.id LIMIT {} OFFSET {}",
+            if with_links {
+                links_column(kind)
+            } else {
+                "NULL AS links"
+            },
             table(kind),
             query.limit,
             query.offset
@@ -230,13 +235,10 @@ impl Store {
         } else {
             count(&binds[..filter_binds]).await?
         };
-        let mut records = rows
+        let records = rows
             .iter()
             .map(record_from_row)
             .collect::<Result<Vec<_>>>()?;
-        if with_links {
-            load_links(&mut *self.pool.acquire().await?, kind, &mut records).await?;
-        }
         Ok((total, records))
     }
 
@@ -502,46 +504,29 @@ fn bind_rows<'q>(
     query
 }
 
-/// Fills `links`: a group's members, or the groups a user belongs to.
-async fn load_links(conn: &mut SqliteConnection, kind: Kind, records: &mut [Record]) -> Result<()> {
-    if records.is_empty() {
-        return Ok(());
-    }
-    let ids = Value::from(records.iter().map(|r| r.id.clone()).collect::<Vec<_>>()).to_string();
-    let sql = match kind {
+/// A column holding a resource's links as a JSON array of `[id, type, display]`: a group's
+/// members, or the groups a user belongs to. One correlated subquery, so a page of resources
+/// and their memberships come back in one round trip.
+fn links_column(kind: Kind) -> &'static str {
+    match kind {
         Kind::Group => {
-            "SELECT m.group_id, m.member_id, m.member_type, NULL FROM group_members m \
-             WHERE m.group_id IN (SELECT value FROM json_each(?1)) ORDER BY m.member_id"
+            "(SELECT json_group_array(json_array(x.member_id, x.member_type, NULL)) FROM \
+             (SELECT member_id, member_type FROM group_members WHERE group_id = r.id \
+              ORDER BY member_id) x) AS links"
         }
         Kind::User => {
-            "SELECT m.member_id, m.group_id, 'Group', g.display_name \
-             FROM group_members m JOIN groups g ON g.id = m.group_id \
-             WHERE m.member_id IN (SELECT value FROM json_each(?1)) ORDER BY g.display_name_key"
-        }
-    };
-    let rows = sqlx::query(sql).bind(ids).fetch_all(&mut *conn).await?;
-    for row in rows {
-        let owner: String = row.try_get(0)?;
-        let kind = match row.try_get::<String, _>(2)?.as_str() {
-            "Group" => Kind::Group,
-            _ => Kind::User,
-        };
-        let link = Link {
-            id: row.try_get(1)?,
-            kind,
-            display: row.try_get(3)?,
-        };
-        if let Some(record) = records.iter_mut().find(|r| r.id == owner) {
-            record.links.push(link);
+            "(SELECT json_group_array(json_array(x.id, 'Group', x.display_name)) FROM \
+             (SELECT g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id \
+              WHERE m.member_id = r.id ORDER BY g.display_name_key) x) AS links"
         }
     }
-    Ok(())
 }
 
 async fn fetch(conn: &mut SqliteConnection, scope: &Scope, kind: Kind, id: &str) -> Result<Record> {
     let sql = format!(
-        "SELECT id, source, data, created_at, modified_at, version FROM {} \
-         WHERE school_id = ?1 AND id = ?2",
+        "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {} FROM {} r \
+         WHERE r.school_id = ?1 AND r.id = ?2",
+        links_column(kind),
         table(kind)
     );
     let row = sqlx::query(&sql)
@@ -550,9 +535,7 @@ async fn fetch(conn: &mut SqliteConnection, scope: &Scope, kind: Kind, id: &str)
         .fetch_optional(&mut *conn)
         .await?
         .ok_or(Error::NotFound)?;
-    let mut record = record_from_row(&row)?;
-    load_links(conn, kind, std::slice::from_mut(&mut record)).await?;
-    Ok(record)
+    record_from_row(&row)
 }
 
 /// Reads the stored document under the write lock and checks the expected version.
@@ -758,15 +741,41 @@ fn record_from_row(row: &SqliteRow) -> Result<Record> {
             id: id.clone(),
             source,
         })?;
+    let links = links_from_row(row, &id)?;
     Ok(Record {
         source: row.try_get("source")?,
         data,
-        links: Vec::new(),
+        links,
         created: time_column(row, "created_at")?,
         last_modified: time_column(row, "modified_at")?,
         version: row.try_get("version")?,
         id,
     })
+}
+
+/// Decodes the `links` column (NULL when not asked for).
+fn links_from_row(row: &SqliteRow, id: &str) -> Result<Vec<Link>> {
+    let Some(text) = row.try_get::<Option<String>, _>("links")? else {
+        return Ok(Vec::new());
+    };
+    let corrupt = |source| Error::Corrupt {
+        id: id.to_owned(),
+        source,
+    };
+    let triples: Vec<(String, String, Option<String>)> =
+        serde_json::from_str(&text).map_err(corrupt)?;
+    Ok(triples
+        .into_iter()
+        .map(|(id, kind, display)| Link {
+            id,
+            kind: if kind == "Group" {
+                Kind::Group
+            } else {
+                Kind::User
+            },
+            display,
+        })
+        .collect())
 }
 
 fn token_from_row(row: &SqliteRow) -> Result<Token> {
