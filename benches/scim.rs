@@ -36,6 +36,8 @@ const REFERENCE_LOAD_BUDGET: Duration = Duration::from_secs(8 * 60);
 const REFERENCE_PROBE_USERS: usize = 2_000;
 /// Seed of the random user choice, so every run asks for the same users.
 const SEED: u64 = 0x5c1f_2026;
+/// How many times a request that got no answer at all is sent again.
+const MAX_RETRIES: usize = 3;
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) does not, and
@@ -97,6 +99,11 @@ struct Settings {
     warmup: usize,
     post_concurrency: usize,
     get_concurrency: usize,
+    /// The same against the reference server: rollcall's unless BENCH_REFERENCE_CONCURRENCY
+    /// sets both (its listen queue holds 5 connections and it closes every connection after
+    /// one response, so many connections mostly measure SYN retransmissions).
+    reference_post_concurrency: usize,
+    reference_get_concurrency: usize,
     skip_reference: bool,
     /// The rollcall binary: the one cargo built for this bench unless BENCH_ROLLCALL_BIN names
     /// another (e.g. a build with symbols, for profiling).
@@ -120,6 +127,8 @@ impl Settings {
             }
         };
         let requests = number("BENCH_REQUESTS", 20_000)?;
+        let post_concurrency = number("BENCH_POST_CONCURRENCY", 32)?;
+        let get_concurrency = number("BENCH_GET_CONCURRENCY", 16)?;
         let settings = Settings {
             users: number("BENCH_USERS", 100_000)?,
             reference_users: match std::env::var("BENCH_REFERENCE_USERS") {
@@ -135,8 +144,10 @@ impl Settings {
                 .ok()
                 .and_then(|t| t.trim().parse().ok())
                 .unwrap_or(1_000),
-            post_concurrency: number("BENCH_POST_CONCURRENCY", 32)?,
-            get_concurrency: number("BENCH_GET_CONCURRENCY", 16)?,
+            post_concurrency,
+            get_concurrency,
+            reference_post_concurrency: number("BENCH_REFERENCE_CONCURRENCY", post_concurrency)?,
+            reference_get_concurrency: number("BENCH_REFERENCE_CONCURRENCY", get_concurrency)?,
             skip_reference: std::env::var("BENCH_SKIP_REFERENCE")
                 .is_ok_and(|v| !v.is_empty() && v != "0"),
             rollcall_bin: std::env::var_os("BENCH_ROLLCALL_BIN")
@@ -223,6 +234,20 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// Busy CPU time of the whole machine so far (all CPUs, from `/proc/stat`).
+fn machine_busy() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .map(|t| t.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    Some(Duration::from_millis((total - idle) * 10))
 }
 
 /// A running server and where its SCIM endpoints are.
@@ -530,6 +555,11 @@ struct Measured {
     server_cpu: Option<Duration>,
     /// CPU time this benchmark (the client) used meanwhile.
     client_cpu: Option<Duration>,
+    /// CPU time every other process on the machine used meanwhile.
+    other_cpu: Option<Duration>,
+    /// Requests sent again after a transport error, and the first errors.
+    retries: usize,
+    retry_reasons: Vec<String>,
 }
 
 impl Measured {
@@ -553,6 +583,9 @@ impl Measured {
             overflows: sample.overflows,
             server_cpu: sample.server_cpu,
             client_cpu: sample.client_cpu,
+            other_cpu: sample.other_cpu,
+            retries: sample.retries,
+            retry_reasons: sample.retry_reasons,
         }
     }
 
@@ -564,6 +597,11 @@ impl Measured {
 
     fn client_cpu_percent(&self) -> Option<f64> {
         self.client_cpu
+            .map(|cpu| 100.0 * cpu.as_secs_f64() / self.wall.as_secs_f64())
+    }
+
+    fn other_cpu_percent(&self) -> Option<f64> {
+        self.other_cpu
             .map(|cpu| 100.0 * cpu.as_secs_f64() / self.wall.as_secs_f64())
     }
 
@@ -588,7 +626,7 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .no_proxy()
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
-        .timeout(Duration::from_secs(120))
+        .timeout(Duration::from_secs(600))
         .build()
         .context("cannot build an HTTP client")
 }
@@ -608,6 +646,7 @@ async fn drive(
     let overflows_before = listen_overflows();
     let cpu_before = cpu_time(server.guard.pid());
     let client_before = cpu_time(std::process::id());
+    let machine_before = machine_busy();
     let next = Arc::new(AtomicUsize::new(0));
     let base = Arc::new(server.base.clone());
     let token = Arc::new(server.token.clone());
@@ -623,6 +662,8 @@ async fn drive(
             let mut latencies = Vec::with_capacity(count / concurrency + 1);
             let mut failures: Vec<String> = Vec::new();
             let mut failed = 0usize;
+            let mut retried = 0usize;
+            let mut retry_reasons: Vec<String> = Vec::new();
             loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 if k >= count {
@@ -647,17 +688,44 @@ async fn drive(
                         )
                     }
                 };
+                let request = request.bearer_auth(token.as_str());
                 let sent = Instant::now();
-                let outcome = match request.bearer_auth(token.as_str()).send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        response.bytes().await.map(|body| (status, body))
+                // A request that never got an answer (the connection was refused, reset or
+                // closed first) is sent again, at most MAX_RETRIES times; its latency runs from
+                // the first attempt. Retries are counted and reported.
+                let mut attempt = 0;
+                let outcome = loop {
+                    let Some(this) = request.try_clone() else {
+                        break Err("the request cannot be sent again".to_owned());
+                    };
+                    let outcome = match this.send().await {
+                        Ok(response) => {
+                            let status = response.status();
+                            response.bytes().await.map(|body| (status, body))
+                        }
+                        Err(error) => Err(error),
+                    };
+                    match outcome {
+                        Err(error)
+                            if attempt < MAX_RETRIES
+                                && (error.is_connect() || error.is_request()) =>
+                        {
+                            attempt += 1;
+                            retried += 1;
+                            if retry_reasons.len() < 2 {
+                                retry_reasons.push(error_chain(&error));
+                            }
+                        }
+                        other => break other.map_err(|e| error_chain(&e)),
                     }
-                    Err(error) => Err(error),
                 };
                 latencies.push(sent.elapsed());
                 let problem = match outcome {
                     Err(error) => Some(format!("request failed: {error}")),
+                    // A retried create whose first attempt did arrive finds its user there.
+                    Ok((status, _)) if op == Op::Post && attempt > 0 && status.as_u16() == 409 => {
+                        None
+                    }
                     Ok((status, body)) if op == Op::Post => (status.as_u16() != 201).then(|| {
                         format!(
                             "POST user {}: {status}: {}",
@@ -685,18 +753,24 @@ async fn drive(
                     }
                 }
             }
-            (latencies, failed, failures)
+            (latencies, failed, failures, retried, retry_reasons)
         }));
     }
     let mut latencies = Vec::with_capacity(count);
     let mut failed = 0;
     let mut failures = Vec::new();
+    let mut retries = 0;
+    let mut retry_reasons = Vec::new();
     for worker in workers {
-        let (mut l, f, mut problems) = worker.await.context("a client worker panicked")?;
+        let (mut l, f, mut problems, r, mut reasons) =
+            worker.await.context("a client worker panicked")?;
         latencies.append(&mut l);
         failed += f;
         failures.append(&mut problems);
+        retries += r;
+        retry_reasons.append(&mut reasons);
     }
+    retry_reasons.truncate(2);
     let wall = started.elapsed();
     if failed > 0 {
         failures.truncate(5);
@@ -720,13 +794,34 @@ async fn drive(
     let client_cpu = client_before
         .zip(cpu_time(std::process::id()))
         .map(|(before, after)| after.saturating_sub(before));
+    // Whatever else ran on the machine meanwhile (other builds, tests) competed for its CPUs.
+    let other_cpu = machine_before
+        .zip(machine_busy())
+        .map(|(before, after)| after.saturating_sub(before))
+        .zip(server_cpu.zip(client_cpu))
+        .map(|(busy, (server, client))| busy.saturating_sub(server + client));
     Ok(Sample {
         latencies,
         wall,
         overflows,
         server_cpu,
         client_cpu,
+        other_cpu,
+        retries,
+        retry_reasons,
     })
+}
+
+/// An error with its causes: reqwest's own message rarely says what went wrong.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// What [`drive`] measured.
@@ -736,6 +831,9 @@ struct Sample {
     overflows: Option<u64>,
     server_cpu: Option<Duration>,
     client_cpu: Option<Duration>,
+    other_cpu: Option<Duration>,
+    retries: usize,
+    retry_reasons: Vec<String>,
 }
 
 /// Loads users `first..first + count` and measures it.
@@ -804,20 +902,27 @@ fn report(m: &Measured) {
         ),
     };
     println!(
-        "  {:<12} {:<34} users {:>7}  {:>6} req x{:<2}  {:>8.2} s  {:>9.1} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  CPU server {} client {}{target}",
+        "  {:<12} {:<34} users {:>7}  {:>6} req x{:<2}  {:>8.2} s  {:>9} req/s  p50 {:>8.3} ms  p99 {:>8.3} ms  CPU server {} client {} other {}{target}",
         m.server,
         m.op.label(),
         m.users,
         m.requests,
         m.concurrency,
         m.wall.as_secs_f64(),
-        m.per_second(),
+        rate(m.per_second()),
         ms(m.percentile(50.0)),
         ms(m.percentile(99.0)),
-        cpu(m),
-        m.client_cpu_percent()
-            .map_or_else(|| "?".into(), |p| format!("{p:.0}%")),
+        percent(m.server_cpu_percent()),
+        percent(m.client_cpu_percent()),
+        percent(m.other_cpu_percent()),
     );
+    if m.retries > 0 {
+        println!(
+            "               {} requests sent again after transport errors, e.g. {}",
+            m.retries,
+            m.retry_reasons.join("; ")
+        );
+    }
     if let Some(drops) = m.overflows.filter(|&n| n > 0) {
         println!(
             "               {drops} connections dropped on a full listen queue meanwhile (each waits for a SYN retransmission)"
@@ -825,9 +930,17 @@ fn report(m: &Measured) {
     }
 }
 
-fn cpu(m: &Measured) -> String {
-    m.server_cpu_percent()
-        .map_or_else(|| "?".into(), |p| format!("{p:.0}%"))
+/// Requests per second, with enough digits for a slow server to show.
+fn rate(value: f64) -> String {
+    if value < 10.0 {
+        format!("{value:.3}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn percent(value: Option<f64>) -> String {
+    value.map_or_else(|| "?".into(), |p| format!("{p:.0}%"))
 }
 
 fn drops(m: &Measured) -> String {
@@ -906,8 +1019,14 @@ async fn reference_run(settings: &Settings, http: &reqwest::Client) -> anyhow::R
         None => {
             // Measure its POST rate on a first batch, then size the load to the budget.
             let probe = REFERENCE_PROBE_USERS.min(settings.users);
-            let measured =
-                load(&server, "scim2-server", 0, probe, settings.post_concurrency).await?;
+            let measured = load(
+                &server,
+                "scim2-server",
+                0,
+                probe,
+                settings.reference_post_concurrency,
+            )
+            .await?;
             let rate = measured.per_second();
             let projected = settings.users as f64 / rate;
             let users = if projected <= REFERENCE_LOAD_BUDGET.as_secs_f64() {
@@ -929,14 +1048,14 @@ async fn reference_run(settings: &Settings, http: &reqwest::Client) -> anyhow::R
     println!(
         "  loading {} more users over {} connections …",
         users - probed,
-        settings.post_concurrency
+        settings.reference_post_concurrency
     );
     let mut post = load(
         &server,
         "scim2-server",
         probed,
         users - probed,
-        settings.post_concurrency,
+        settings.reference_post_concurrency,
     )
     .await?;
     if let Some(probe) = probe {
@@ -948,6 +1067,9 @@ async fn reference_run(settings: &Settings, http: &reqwest::Client) -> anyhow::R
         post.overflows = post.overflows.zip(probe.overflows).map(|(a, b)| a + b);
         post.server_cpu = post.server_cpu.zip(probe.server_cpu).map(|(a, b)| a + b);
         post.client_cpu = post.client_cpu.zip(probe.client_cpu).map(|(a, b)| a + b);
+        post.other_cpu = post.other_cpu.zip(probe.other_cpu).map(|(a, b)| a + b);
+        post.retries += probe.retries;
+        post.retry_reasons.extend(probe.retry_reasons);
     }
     report(&post);
     server.guard.check_running(&server.log)?;
@@ -959,7 +1081,7 @@ async fn reference_run(settings: &Settings, http: &reqwest::Client) -> anyhow::R
         users,
         settings.reference_requests,
         warmup,
-        settings.get_concurrency,
+        settings.reference_get_concurrency,
     )
     .await?;
     report(&by_user_name);
@@ -970,7 +1092,7 @@ async fn reference_run(settings: &Settings, http: &reqwest::Client) -> anyhow::R
         users,
         settings.reference_scan_requests,
         settings.warmup.min(settings.reference_scan_requests / 10),
-        settings.get_concurrency,
+        settings.reference_get_concurrency,
     )
     .await?;
     report(&by_email);
@@ -1022,7 +1144,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     let _ = writeln!(summary, "\n=== summary ===");
     let _ = writeln!(
         summary,
-        "{:<12} {:<34} {:>7} {:>7} {:>5} {:>9} {:>10} {:>9} {:>9}  {:<7} {:>6} {:>7}",
+        "{:<12} {:<34} {:>7} {:>7} {:>5} {:>9} {:>10} {:>9} {:>9}  {:<7} {:>6} {:>5} {:>7} {:>7}",
         "server",
         "workload",
         "users",
@@ -1034,7 +1156,9 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         "p99 ms",
         "p99<5ms",
         "drops",
-        "srv CPU"
+        "retry",
+        "srv CPU",
+        "oth CPU"
     );
     let mut row = |m: &Measured| {
         let target = match m.op {
@@ -1045,19 +1169,21 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         };
         let _ = writeln!(
             summary,
-            "{:<12} {:<34} {:>7} {:>7} {:>5} {:>9.2} {:>10.1} {:>9.3} {:>9.3}  {:<7} {:>6} {:>7}",
+            "{:<12} {:<34} {:>7} {:>7} {:>5} {:>9.2} {:>10} {:>9.3} {:>9.3}  {:<7} {:>6} {:>5} {:>7} {:>7}",
             m.server,
             m.op.label(),
             m.users,
             m.requests,
             m.concurrency,
             m.wall.as_secs_f64(),
-            m.per_second(),
+            rate(m.per_second()),
             ms(m.percentile(50.0)),
             ms(m.percentile(99.0)),
             target,
             drops(m),
-            cpu(m)
+            m.retries,
+            percent(m.server_cpu_percent()),
+            percent(m.other_cpu_percent())
         );
     };
     for run in std::iter::once(&main)
@@ -1070,10 +1196,14 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         summary,
-        "(users: in the store during the workload; reqs: measured requests after a warm-up; \
-         conns: keep-alive client connections;\n latencies client-side, send to last body byte; \
-         drops: connections refused meanwhile by full listen queues, machine-wide; \
-         srv CPU: server CPU time / wall time, 100% = one core)"
+        "legend: users = users in the store during the workload; reqs = measured requests, \
+         after a warm-up for lookups;\n  conns = client connections, kept alive unless the server \
+         closes them (scim2-server closes each after one response);\n  latencies are taken \
+         client-side, from sending a request to reading the last byte of its response;\n  \
+         drops = connections refused meanwhile by full listen queues (machine-wide counter);\n  \
+         retry = requests sent again (at most {MAX_RETRIES} times) after getting no answer at all;\n  \
+         srv CPU = server CPU time / wall time (100% = one core); oth CPU = the same for every \
+         other process on the machine"
     );
     let _ = writeln!(
         summary,
@@ -1118,17 +1248,37 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             let ratio = mine.per_second() / theirs.per_second();
             let _ = writeln!(
                 summary,
-                "ratio {:<34} rollcall/scim2-server = {:>8.1}x  ({:.1} / {:.1} req/s, both at {} users; target >= {RATIO_TARGET:.0}x: {})",
+                "ratio {:<34} rollcall/scim2-server = {:>8.1}x  ({} req/s over {} conns / {} req/s over {} conns, both at {} users; target >= {RATIO_TARGET:.0}x: {})",
                 mine.op.label(),
                 ratio,
-                mine.per_second(),
-                theirs.per_second(),
+                rate(mine.per_second()),
+                mine.concurrency,
+                rate(theirs.per_second()),
+                theirs.concurrency,
                 theirs.users,
                 if ratio >= RATIO_TARGET {
                     "met"
                 } else {
                     "MISSED"
                 }
+            );
+        }
+        let dropped: u64 = [
+            &reference.post,
+            &reference.by_user_name,
+            &reference.by_email,
+        ]
+        .iter()
+        .filter_map(|m| m.overflows)
+        .sum();
+        if dropped > 0 {
+            let _ = writeln!(
+                summary,
+                "note: {dropped} connections to scim2-server were dropped on its full listen queue \
+                 (Python socketserver's backlog of 5; it also closes each connection after one \
+                 response), so its latencies include SYN retransmission stalls of 1 s or more, and \
+                 its throughput may be understated unless its CPU was saturated (srv CPU near 100%);\n  \
+                 BENCH_REFERENCE_CONCURRENCY=4 measures it without them"
             );
         }
     } else {
