@@ -78,7 +78,7 @@ pub async fn run(
     serve(state, config.server, listener, shutdown).await
 }
 
-/// [`run`] with a prepared state (tests fix the clock this way).
+/// [`run`] with a prepared state (tests build their own, then keep a handle on its store).
 pub async fn serve(
     state: http::AppState,
     server: config::Server,

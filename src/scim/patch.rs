@@ -234,7 +234,7 @@ fn apply_path(
             resolved.display()
         )));
     }
-    let container = container(doc, &resolved);
+    let container = container(doc, &resolved)?;
     let name = resolved.attr.name.clone();
 
     if let Some(value_filter) = value_filter {
@@ -353,32 +353,20 @@ fn apply_path(
     Ok(())
 }
 
-/// The object holding a resolved attribute: the document, or its extension's object.
+/// The object holding a resolved attribute: the document, or its extension's object (created
+/// when absent).
 fn container<'d>(
     doc: &'d mut Map<String, Value>,
     resolved: &Resolved<'_>,
-) -> &'d mut Map<String, Value> {
+) -> Result<&'d mut Map<String, Value>, ScimError> {
     match resolved.owner {
-        Owner::Extension(urn) => {
-            let entry = doc
-                .entry(urn.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !entry.is_object() {
-                *entry = Value::Object(Map::new());
-            }
-            match entry {
-                Value::Object(object) => object,
-                _ => unreachable_container(),
-            }
-        }
-        _ => doc,
+        Owner::Extension(urn) => doc
+            .entry(urn.to_owned())
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| ScimError::invalid_value(format!("{urn} must be an object"))),
+        _ => Ok(doc),
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_container() -> ! {
-    // `container` makes the entry an object just above.
-    panic!("extension entry is an object")
 }
 
 fn apply_filtered(
