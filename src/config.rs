@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use crate::courses::{Catalogue, Course};
+use crate::credentials::generate::{CharClass, Generated, Policy};
+pub use crate::credentials::username::Template;
+
 /// Environment variables that override the file.
 pub mod env {
     /// Overrides `[store] url`.
@@ -21,6 +25,9 @@ pub mod env {
     pub const LOG_FORMAT: &str = "ROLLCALL_LOG_FORMAT";
     /// A tracing filter such as `info` or `rollcall=debug,tower_http=info`.
     pub const LOG: &str = "ROLLCALL_LOG";
+    /// The key that seals pending credential slips (32 bytes, base64); overrides
+    /// `[slips] key_file`.
+    pub const SLIP_KEY: &str = "ROLLCALL_SLIP_KEY";
 }
 
 /// The validated configuration. Holding one proves every check below has passed.
@@ -31,7 +38,59 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub server: Server,
     pub store: Store,
+    pub argon2: Argon2,
+    pub slips: Slips,
+    pub login: Login,
     pub schools: Vec<School>,
+}
+
+/// argon2id cost parameters for every password hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2 {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2 {
+    /// OWASP's recommendation: m=19456 KiB, t=2, p=1.
+    fn default() -> Self {
+        Argon2 {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+/// Where the key sealing pending slips lives, and how long an uncollected slip is kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slips {
+    /// Read when `ROLLCALL_SLIP_KEY` is unset; created (mode 0600) on first start if missing.
+    pub key_file: PathBuf,
+    /// The key's base64 text from `ROLLCALL_SLIP_KEY`, when set.
+    pub key_env: Option<String>,
+    pub expire_after_days: u32,
+}
+
+/// Log-in throttling: failures allowed per account and per client address within a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    pub account_failures: u32,
+    pub account_window_secs: u64,
+    pub address_failures: u32,
+    pub address_window_secs: u64,
+}
+
+impl Default for Login {
+    fn default() -> Self {
+        Login {
+            account_failures: 5,
+            account_window_secs: 900,
+            address_failures: 50,
+            address_window_secs: 900,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +131,65 @@ impl fmt::Debug for Store {
 pub struct School {
     pub id: String,
     pub name: String,
+    /// Where students log in; printed on credential slips.
+    pub login_url: Option<String>,
+    pub usernames: Usernames,
+    pub passwords: Passwords,
+    pub courses: Catalogue,
+}
+
+impl School {
+    /// A school with every policy at its default.
+    pub fn new(id: &str, name: &str) -> School {
+        School {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            login_url: None,
+            usernames: Usernames::default(),
+            passwords: Passwords::default(),
+            courses: Catalogue::default(),
+        }
+    }
+}
+
+/// How usernames are made and kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usernames {
+    pub template: Template,
+    pub max_length: usize,
+    /// Names refused in this school on top of [`crate::credentials::username::RESERVED`].
+    pub reserved: Vec<String>,
+    /// A username freed by a deletion is not given out again for this many days.
+    pub reuse_after_days: u32,
+}
+
+impl Default for Usernames {
+    fn default() -> Self {
+        Usernames {
+            template: Template::default(),
+            max_length: 20,
+            reserved: Vec::new(),
+            reuse_after_days: 365,
+        }
+    }
+}
+
+/// How first passwords are generated and what chosen ones must satisfy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passwords {
+    pub policy: Policy,
+    /// Generate a first password (held as a pending slip) for accounts a SCIM client creates
+    /// without one.
+    pub generate_for_scim: bool,
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Passwords {
+            policy: Policy::default(),
+            generate_for_scim: true,
+        }
+    }
 }
 
 impl Config {
@@ -157,15 +275,121 @@ impl Config {
                     format!("school `{id}` needs a display name"),
                 ));
             }
+            let login_url = match school.login_url {
+                Some(url)
+                    if !url.get_ref().starts_with("https://")
+                        && !url.get_ref().starts_with("http://") =>
+                {
+                    return Err(invalid(
+                        url.span(),
+                        "schools.login_url",
+                        format!("`{}` is not an http:// or https:// address", url.get_ref()),
+                    ));
+                }
+                url => url.map(Spanned::into_inner),
+            };
+            let usernames = match school.usernames {
+                None => Usernames::default(),
+                Some(file) => {
+                    let span = file.span();
+                    let file = file.into_inner();
+                    let template = match file.template {
+                        None => Template::default(),
+                        Some(text) => Template::parse(text.get_ref()).map_err(|message| {
+                            invalid(text.span(), "schools.usernames.template", message)
+                        })?,
+                    };
+                    let max_length = file.max_length.unwrap_or(20);
+                    if !(3..=64).contains(&max_length) {
+                        return Err(invalid(
+                            span,
+                            "schools.usernames.max_length",
+                            format!("{max_length} is not between 3 and 64"),
+                        ));
+                    }
+                    Usernames {
+                        template,
+                        max_length,
+                        reserved: file
+                            .reserved
+                            .into_iter()
+                            .map(|name| name.to_lowercase())
+                            .collect(),
+                        reuse_after_days: file.reuse_after_days.unwrap_or(365),
+                    }
+                }
+            };
+            let passwords = match school.passwords {
+                None => Passwords::default(),
+                Some(file) => {
+                    let span = file.span();
+                    passwords(file.into_inner())
+                        .map_err(|(key, message)| invalid(span, key, message))?
+                }
+            };
+            let mut courses = Vec::new();
+            let mut first_course_span = None;
+            for course in school.courses {
+                first_course_span.get_or_insert(course.code.span());
+                courses.push(Course {
+                    code: course.code.into_inner(),
+                    title: course.title.into_inner(),
+                    implies: course.implies,
+                });
+            }
+            let courses = Catalogue::new(courses).map_err(|message| {
+                invalid(
+                    first_course_span.unwrap_or(school.id.span()),
+                    "schools.courses",
+                    message,
+                )
+            })?;
             schools.push(School {
                 id: school.id.into_inner(),
                 name: school.name.into_inner(),
+                login_url,
+                usernames,
+                passwords,
+                courses,
             });
         }
+        let argon2 = match file.argon2 {
+            None => Argon2::default(),
+            Some(file) => {
+                let span = file.span();
+                let file = file.into_inner();
+                let defaults = Argon2::default();
+                let argon2 = Argon2 {
+                    memory_kib: file.memory_kib.unwrap_or(defaults.memory_kib),
+                    iterations: file.iterations.unwrap_or(defaults.iterations),
+                    parallelism: file.parallelism.unwrap_or(defaults.parallelism),
+                };
+                crate::password::Hasher::new(argon2, 1)
+                    .map_err(|e| invalid(span, "argon2", e.to_string()))?;
+                argon2
+            }
+        };
+        let slips = file.slips.unwrap_or_default();
+        let login = match file.login {
+            None => Login::default(),
+            Some(file) => {
+                let defaults = Login::default();
+                Login {
+                    account_failures: file.account_failures.unwrap_or(defaults.account_failures),
+                    account_window_secs: file
+                        .account_window_secs
+                        .unwrap_or(defaults.account_window_secs),
+                    address_failures: file.address_failures.unwrap_or(defaults.address_failures),
+                    address_window_secs: file
+                        .address_window_secs
+                        .unwrap_or(defaults.address_window_secs),
+                }
+            }
+        };
 
         Ok(Config {
             path: None,
-            data_dir,
+            data_dir: data_dir.clone(),
             server: Server {
                 listen,
                 log_format: server.log_format.unwrap_or(LogFormat::Text),
@@ -173,6 +397,16 @@ impl Config {
                 shutdown_grace_secs: server.shutdown_grace_secs.unwrap_or(30),
             },
             store: Store { url: store_url },
+            argon2,
+            slips: Slips {
+                key_file: slips
+                    .key_file
+                    .map(|path| base.join(path))
+                    .unwrap_or_else(|| data_dir.join("slip.key")),
+                key_env: None,
+                expire_after_days: slips.expire_after_days.unwrap_or(30),
+            },
+            login,
             schools,
         })
     }
@@ -194,6 +428,9 @@ impl Config {
                     format!("`{listen}` is not an address such as 127.0.0.1:8080"),
                 )
             })?;
+        }
+        if let Some(key) = lookup(env::SLIP_KEY).filter(|value| !value.trim().is_empty()) {
+            self.slips.key_env = Some(key);
         }
         if let Some(format) = lookup(env::LOG_FORMAT).filter(|value| !value.is_empty()) {
             self.server.log_format = match format.as_str() {
@@ -217,6 +454,77 @@ pub fn is_identifier(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// The `[schools.passwords]` table as a policy, or the key at fault and why.
+fn passwords(file: PasswordsFile) -> Result<Passwords, (&'static str, String)> {
+    let classes = |key: &'static str, names: Vec<String>| {
+        names
+            .iter()
+            .map(|name| {
+                CharClass::parse(name).ok_or_else(|| {
+                    (
+                        key,
+                        format!(
+                            "`{name}` is not a character class: use lower, upper, digit or symbol"
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let defaults = Policy::default();
+    let generated = match file.kind.as_deref().unwrap_or("characters") {
+        "characters" => {
+            if file.words.is_some() || file.digits.is_some() {
+                return Err((
+                    "schools.passwords.words",
+                    "`words` and `digits` apply to kind = \"words\"".into(),
+                ));
+            }
+            Generated::Characters {
+                length: file.length.unwrap_or(10),
+                classes: match file.classes {
+                    Some(names) => classes("schools.passwords.classes", names)?,
+                    None => vec![CharClass::Lower, CharClass::Upper, CharClass::Digit],
+                },
+                no_lookalikes: file.no_lookalikes.unwrap_or(true),
+            }
+        }
+        "words" => {
+            if file.length.is_some() || file.classes.is_some() || file.no_lookalikes.is_some() {
+                return Err((
+                    "schools.passwords.length",
+                    "`length`, `classes` and `no_lookalikes` apply to kind = \"characters\"".into(),
+                ));
+            }
+            Generated::Words {
+                words: file.words.unwrap_or(3),
+                digits: file.digits.unwrap_or(2),
+            }
+        }
+        other => {
+            return Err((
+                "schools.passwords.kind",
+                format!("`{other}` is not a kind of password: use characters or words"),
+            ));
+        }
+    };
+    let policy = Policy {
+        generated,
+        min_length: file.min_length.unwrap_or(defaults.min_length),
+        require_classes: match file.require_classes {
+            Some(names) => classes("schools.passwords.require_classes", names)?,
+            None => Vec::new(),
+        },
+    };
+    policy
+        .validate()
+        .map_err(|message| ("schools.passwords", message))?;
+    Ok(Passwords {
+        policy,
+        generate_for_scim: file.generate_for_scim.unwrap_or(true),
+    })
 }
 
 fn check_store_url(url: &str) -> Result<(), String> {
@@ -297,6 +605,9 @@ struct File {
     data_dir: Option<PathBuf>,
     server: Option<ServerFile>,
     store: Option<StoreFile>,
+    argon2: Option<Spanned<Argon2File>>,
+    slips: Option<SlipsFile>,
+    login: Option<LoginFile>,
     #[serde(default)]
     schools: Vec<SchoolFile>,
 }
@@ -321,6 +632,68 @@ struct StoreFile {
 struct SchoolFile {
     id: Spanned<String>,
     name: Spanned<String>,
+    login_url: Option<Spanned<String>>,
+    usernames: Option<Spanned<UsernamesFile>>,
+    passwords: Option<Spanned<PasswordsFile>>,
+    #[serde(default)]
+    courses: Vec<CourseFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsernamesFile {
+    template: Option<Spanned<String>>,
+    max_length: Option<usize>,
+    #[serde(default)]
+    reserved: Vec<String>,
+    reuse_after_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordsFile {
+    kind: Option<String>,
+    length: Option<usize>,
+    classes: Option<Vec<String>>,
+    no_lookalikes: Option<bool>,
+    words: Option<usize>,
+    digits: Option<usize>,
+    min_length: Option<usize>,
+    require_classes: Option<Vec<String>>,
+    generate_for_scim: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CourseFile {
+    code: Spanned<String>,
+    title: Spanned<String>,
+    #[serde(default)]
+    implies: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Argon2File {
+    memory_kib: Option<u32>,
+    iterations: Option<u32>,
+    parallelism: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SlipsFile {
+    key_file: Option<PathBuf>,
+    expire_after_days: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginFile {
+    account_failures: Option<u32>,
+    account_window_secs: Option<u64>,
+    address_failures: Option<u32>,
+    address_window_secs: Option<u64>,
 }
 
 #[cfg(test)]

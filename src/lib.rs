@@ -16,10 +16,14 @@
 
 pub mod clock;
 pub mod config;
+pub mod courses;
+pub mod credentials;
 pub mod http;
 pub mod password;
 pub mod provider;
+pub mod roster;
 pub mod scim;
+pub mod seal;
 pub mod store;
 pub mod token;
 
@@ -31,7 +35,10 @@ use tokio::net::TcpListener;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::Vault;
+use crate::password::Hasher;
 use crate::provider::Provider;
+use crate::roster::login::Limiter;
 use crate::scim::schema::Registry;
 use crate::store::Store;
 
@@ -41,6 +48,10 @@ pub enum Error {
     Schemas(#[from] scim::schema::LoadError),
     #[error(transparent)]
     Store(#[from] store::Error),
+    #[error(transparent)]
+    Password(#[from] password::Error),
+    #[error("the slip key: {0}")]
+    SlipKey(#[from] seal::KeyError),
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
 }
@@ -53,17 +64,41 @@ pub async fn open_store(config: &Config) -> Result<Store, Error> {
     Ok(store)
 }
 
+/// The key that seals pending slips: `ROLLCALL_SLIP_KEY`, else the key file (created on
+/// first use).
+pub fn slip_key(config: &Config) -> Result<seal::SlipKey, Error> {
+    Ok(match &config.slips.key_env {
+        Some(text) => seal::SlipKey::from_base64(text, config::env::SLIP_KEY)?,
+        None => seal::SlipKey::load_or_create(&config.slips.key_file, true)?,
+    })
+}
+
+/// Everything an operation needs, for the daemon and for the command line.
+pub async fn provider(config: &Config, clock: Clock) -> Result<Provider, Error> {
+    let registry = Arc::new(Registry::load()?);
+    let vault = Vault::new(slip_key(config)?, config.slips.expire_after_days);
+    let store = open_store(config).await?;
+    Ok(Provider {
+        store,
+        registry,
+        clock,
+        schools: Arc::new(
+            config
+                .schools
+                .iter()
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect(),
+        ),
+        hasher: Hasher::per_core(config.argon2)?,
+        vault,
+    })
+}
+
 /// Builds the application state for a configuration.
 pub async fn state(config: &Config, clock: Clock) -> Result<http::AppState, Error> {
-    let registry = Arc::new(Registry::load()?);
-    let store = open_store(config).await?;
     Ok(http::AppState {
-        provider: Provider {
-            store,
-            registry,
-            clock,
-        },
-        schools: Arc::new(config.schools.iter().map(|s| s.id.clone()).collect()),
+        provider: provider(config, clock).await?,
+        limiter: Arc::new(Limiter::new(config.login)),
     })
 }
 
@@ -86,6 +121,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let store = state.provider.store.clone();
+    let janitor = tokio::spawn(purge_expired_slips(state.provider.clone()));
     let app = http::router(state, Duration::from_secs(server.request_timeout_secs));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(server.shutdown_grace_secs);
@@ -108,6 +144,24 @@ pub async fn serve(
             Ok(())
         }
     };
+    janitor.abort();
     store.close().await;
     result
+}
+
+/// Erases uncollected slips once they expire: at start, then every hour.
+async fn purge_expired_slips(provider: Provider) {
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match provider
+            .store
+            .purge_expired_slips(provider.clock.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired pending slips erased"),
+            Err(error) => tracing::warn!(%error, "erasing expired slips failed"),
+        }
+    }
 }

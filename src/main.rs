@@ -44,6 +44,75 @@ enum Command {
     },
     /// Validate the configuration and explain what it sets up.
     CheckConfig,
+    /// Manage a school's admins (who use the /api/v1 admin API).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Create a class's accounts from a class list pasted from a spreadsheet (tab-, comma- or
+    /// semicolon-separated; header row optional). Prints each new account's first password once.
+    Import {
+        #[arg(long)]
+        school: String,
+        /// The teaching group (name or id); created when it does not exist yet.
+        #[arg(long)]
+        group: String,
+        /// A course for a new group (code or title); repeat for several.
+        #[arg(long = "course")]
+        courses: Vec<String>,
+        /// A tutor (username) for a new group; repeat for several.
+        #[arg(long = "tutor")]
+        tutors: Vec<String>,
+        /// Show what would happen, row by row; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Create the valid rows even if other rows have errors.
+        #[arg(long)]
+        partial: bool,
+        /// Also write the new accounts' credential slips to this CSV file (mode 0600).
+        #[arg(long)]
+        slips: Option<PathBuf>,
+        /// The class list; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Collect a school's pending credential slips (first passwords generated for SCIM pushes
+    /// and syncs). Each slip is handed out once, then erased.
+    Slips {
+        #[arg(long)]
+        school: String,
+        /// Only the slips of this teaching group's members.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long, value_enum, default_value = "html")]
+        format: SlipFormat,
+        /// Write here (mode 0600) instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SlipFormat {
+    Csv,
+    Html,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin of one school; prints their first API token once, alone on the last line.
+    Create {
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        username: String,
+    },
+    /// Issue another API token for an existing admin (revoke with `rollcall token revoke`).
+    Token {
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,7 +179,250 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             println!("store: opened and up to date");
         }
         Command::Token { command } => token(&config, command).await?,
+        Command::Admin { command } => admin(&config, command).await?,
+        Command::Import {
+            school,
+            group,
+            courses,
+            tutors,
+            dry_run,
+            partial,
+            slips,
+            file,
+        } => {
+            let text = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let request = rollcall::roster::import::Request {
+                group,
+                courses,
+                tutors,
+                text,
+                dry_run,
+                partial,
+            };
+            import(&config, &school, request, slips.as_deref()).await?;
+        }
+        Command::Slips {
+            school,
+            group,
+            format,
+            output,
+        } => {
+            collect_slips(
+                &config,
+                &school,
+                group.as_deref(),
+                format,
+                output.as_deref(),
+            )
+            .await?
+        }
     }
+    Ok(())
+}
+
+fn known_school<'a>(config: &'a Config, school: &str) -> anyhow::Result<&'a config::School> {
+    config.school(school).with_context(|| {
+        format!(
+            "no school `{school}` in {}: declare it under [[schools]] first",
+            cli_path(config)
+        )
+    })
+}
+
+async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
+    let store = rollcall::open_store(config).await?;
+    let clock = Clock::system();
+    let (school, username, create) = match command {
+        AdminCommand::Create { school, username } => (school, username, true),
+        AdminCommand::Token { school, username } => (school, username, false),
+    };
+    known_school(config, &school)?;
+    anyhow::ensure!(
+        config::is_identifier(&username.to_lowercase()),
+        "`{username}` is not an admin name: use 1 to 64 letters, digits, `-` or `_`"
+    );
+    if create {
+        store
+            .insert_admin(
+                &school,
+                &uuid::Uuid::now_v7().to_string(),
+                &username,
+                clock.now(),
+            )
+            .await
+            .map_err(|e| match e {
+                rollcall::store::Error::Conflict { .. } => anyhow::anyhow!(
+                    "school `{school}` already has an admin `{username}`; \
+                     `rollcall admin token` issues another token"
+                ),
+                other => other.into(),
+            })?;
+    } else {
+        anyhow::ensure!(
+            store.admin_exists(&school, &username).await?,
+            "school `{school}` has no admin `{username}` (create one with `rollcall admin create`)"
+        );
+    }
+    let (token, plaintext) =
+        rollcall::token::create_admin(&store, &clock, &school, &username).await?;
+    println!(
+        "admin {username} of school {school}: API token {} (shown once; only its hash is stored):",
+        token.id
+    );
+    println!("{plaintext}");
+    store.close().await;
+    Ok(())
+}
+
+async fn import(
+    config: &Config,
+    school: &str,
+    request: rollcall::roster::import::Request,
+    slips_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use rollcall::roster::import::Action;
+    let school_config = known_school(config, school)?;
+    let provider = rollcall::provider(config, Clock::system()).await?;
+    let admin = rollcall::roster::Admin::cli(school);
+    let outcome = provider.import(&admin, &request).await;
+    provider.store.close().await;
+    let outcome = outcome.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "group {}{}",
+        outcome.group.name,
+        if outcome.group.new { " (new)" } else { "" }
+    );
+    for course in &outcome.group.courses {
+        println!(
+            "  course {} {}{}",
+            course.code,
+            course.title,
+            if course.implied { " (implied)" } else { "" }
+        );
+    }
+    for heading in &outcome.ignored_columns {
+        println!("  ignored column: {heading}");
+    }
+    println!(
+        "{:>5}  {:<8}  {:<20}  {:<30}  {}",
+        "row",
+        "action",
+        "username",
+        "name",
+        if outcome.committed {
+            "first password / notes"
+        } else {
+            "notes"
+        }
+    );
+    for row in &outcome.rows {
+        let action = match row.action {
+            Action::Create => "create",
+            Action::Created => "created",
+            Action::Exists => "exists",
+            Action::Error => "error",
+        };
+        let notes = match (&row.password, row.errors.is_empty()) {
+            (Some(password), _) => password.to_string(),
+            (None, false) => row
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            (None, true) => row.note.clone().unwrap_or_default(),
+        };
+        println!(
+            "{:>5}  {:<8}  {:<20}  {:<30}  {notes}",
+            row.row,
+            action,
+            row.user_name.as_deref().unwrap_or("-"),
+            format!("{} {}", row.first_name, row.surname),
+        );
+    }
+    println!(
+        "{} to create, {} existing, {} with errors",
+        outcome.counts.create, outcome.counts.exists, outcome.counts.error
+    );
+    if outcome.committed {
+        if let Some(path) = slips_file {
+            let slips: Vec<_> = outcome
+                .rows
+                .iter()
+                .filter_map(|row| {
+                    Some(rollcall::roster::slips::Slip {
+                        school: school_config.name.clone(),
+                        group: outcome.group.name.clone(),
+                        first_name: row.first_name.clone(),
+                        surname: row.surname.clone(),
+                        user_name: row.user_name.clone()?,
+                        password: row.password.clone()?,
+                        login_url: school_config.login_url.clone().unwrap_or_default(),
+                    })
+                })
+                .collect();
+            write_private(path, rollcall::roster::slips::csv(&slips).as_bytes())?;
+            println!("{} slips written to {}", slips.len(), path.display());
+        }
+        println!("committed");
+    } else if request.dry_run {
+        println!("dry run: nothing was written");
+    } else {
+        anyhow::bail!(
+            "nothing was written: fix the rows with errors, or pass --partial to create the valid rows only"
+        );
+    }
+    Ok(())
+}
+
+async fn collect_slips(
+    config: &Config,
+    school: &str,
+    group: Option<&str>,
+    format: SlipFormat,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let school_config = known_school(config, school)?;
+    let provider = rollcall::provider(config, Clock::system()).await?;
+    let admin = rollcall::roster::Admin::cli(school);
+    let taken = provider.collect_slips(&admin, group).await;
+    provider.store.close().await;
+    let taken = taken.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = match format {
+        SlipFormat::Csv => rollcall::roster::slips::csv(&taken),
+        SlipFormat::Html => rollcall::roster::slips::html(&school_config.name, &taken),
+    };
+    match output {
+        Some(path) => {
+            write_private(path, text.as_bytes())?;
+            eprintln!("{} slips written to {}", taken.len(), path.display());
+        }
+        None => {
+            print!("{text}");
+            eprintln!("{} slips", taken.len());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a file only its owner can read: it holds first passwords.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

@@ -1,4 +1,6 @@
-//! SCIM bearer tokens: 256 random bits, shown once, stored only as a SHA-256 digest.
+//! Bearer tokens, for SCIM clients (`rct_…`, bound to a school and a source) and for a school's
+//! admins (`rca_…`, bound to a school and an admin): 256 random bits, shown once, stored only
+//! as a SHA-256 digest.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -7,8 +9,10 @@ use sha2::{Digest, Sha256};
 use crate::clock::{Clock, random_bytes};
 use crate::store::{self, Store, Token};
 
-/// Every token starts with this, so leaked tokens are easy to recognise and scan for.
+/// Every SCIM token starts with this, so leaked tokens are easy to recognise and scan for.
 pub const PREFIX: &str = "rct_";
+/// Every admin token starts with this.
+pub const ADMIN_PREFIX: &str = "rca_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,13 +34,46 @@ pub async fn create(
     school_id: &str,
     source: &str,
 ) -> Result<(Token, String), Error> {
+    issue(store, clock, school_id, source, None).await
+}
+
+/// Creates and stores a token for one of a school's admins (who must exist).
+pub async fn create_admin(
+    store: &Store,
+    clock: &Clock,
+    school_id: &str,
+    admin: &str,
+) -> Result<(Token, String), Error> {
+    issue(
+        store,
+        clock,
+        school_id,
+        crate::roster::ADMIN_SOURCE,
+        Some(admin),
+    )
+    .await
+}
+
+async fn issue(
+    store: &Store,
+    clock: &Clock,
+    school_id: &str,
+    source: &str,
+    admin: Option<&str>,
+) -> Result<(Token, String), Error> {
     let mut secret = [0u8; 32];
     random_bytes(&mut secret).map_err(Error::Random)?;
-    let plaintext = format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(secret));
+    let prefix = if admin.is_some() {
+        ADMIN_PREFIX
+    } else {
+        PREFIX
+    };
+    let plaintext = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(secret));
     let token = Token {
         id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
         school_id: school_id.to_owned(),
         source: source.to_owned(),
+        admin: admin.map(str::to_owned),
         created: clock.now(),
         revoked: None,
     };

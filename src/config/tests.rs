@@ -113,14 +113,8 @@ url = "sqlite::memory:"
     assert_eq!(
         config.schools,
         [
-            School {
-                id: "north".into(),
-                name: "North Academy".into()
-            },
-            School {
-                id: "south-2".into(),
-                name: "South School".into()
-            },
+            School::new("north", "North Academy"),
+            School::new("south-2", "South School"),
         ]
     );
     assert_eq!(config.school("south-2").unwrap().name, "South School");
@@ -390,7 +384,13 @@ fn the_shipped_comments_mention_every_environment_variable() {
     let declared = declared_variables();
     assert_eq!(
         declared,
-        [env::DATABASE_URL, env::LISTEN, env::LOG_FORMAT, env::LOG]
+        [
+            env::DATABASE_URL,
+            env::LISTEN,
+            env::LOG_FORMAT,
+            env::LOG,
+            env::SLIP_KEY
+        ]
     );
     let comments: Vec<&str> = SHIPPED
         .lines()
@@ -415,6 +415,9 @@ fn model_keys(table_header: &str) -> Vec<String> {
     let text = match table_header {
         "" => "zzz_unknown = 1\n".to_owned(),
         "[[schools]]" => "[[schools]]\nid = \"a\"\nname = \"A\"\nzzz_unknown = 1\n".to_owned(),
+        header if header.contains("[schools.") => {
+            format!("[[schools]]\nid = \"a\"\nname = \"A\"\n{header}\nzzz_unknown = 1\n")
+        }
         header => format!("{header}\nzzz_unknown = 1\n"),
     };
     let Err(Error::Syntax { message, .. }) = parse(&text) else {
@@ -457,23 +460,40 @@ fn shipped_table(table_header: &str) -> Vec<&'static str> {
 #[test]
 fn the_shipped_file_shows_every_key_of_the_file_model() {
     let top = model_keys("");
-    let mut expected = vec!["data_dir", "server", "store", "schools"];
+    let mut expected = vec![
+        "data_dir", "server", "store", "argon2", "slips", "login", "schools",
+    ];
     expected.sort();
     let mut sorted = top.clone();
     sorted.sort();
     assert_eq!(sorted, expected);
-    for table in ["server", "store"] {
+    for table in ["server", "store", "argon2", "slips", "login"] {
         assert!(
             SHIPPED.lines().any(|l| l.trim() == format!("[{table}]")),
             "no [{table}] table"
         );
     }
     assert!(SHIPPED.lines().any(|l| l.trim() == "[[schools]]"));
-    for header in ["", "[server]", "[store]", "[[schools]]"] {
+    for header in [
+        "",
+        "[server]",
+        "[store]",
+        "[argon2]",
+        "[slips]",
+        "[login]",
+        "[[schools]]",
+        "[schools.usernames]",
+        "[schools.passwords]",
+        "[[schools.courses]]",
+    ] {
         let lines = shipped_table(header);
         for key in model_keys(header) {
-            if header.is_empty() && ["server", "store", "schools"].contains(&key.as_str()) {
-                continue; // tables, checked above
+            let table = |names: &[&str]| names.contains(&key.as_str());
+            if (header.is_empty()
+                && table(&["server", "store", "argon2", "slips", "login", "schools"]))
+                || (header == "[[schools]]" && table(&["usernames", "passwords", "courses"]))
+            {
+                continue; // tables, checked on their own
             }
             // Set, or shown commented out with an example value.
             let shown = lines.iter().any(|line| {

@@ -45,7 +45,9 @@ impl FromRequestParts<AppState> for Client {
                 ScimReply::error(ScimError::internal("internal error"), &request_id)
             })?;
         let token = found
-            .filter(|token| state.schools.contains(&token.school_id))
+            .filter(|token| state.provider.schools.contains_key(&token.school_id))
+            // An admin's token is for /api/v1 only.
+            .filter(|token| token.admin.is_none())
             .ok_or_else(|| {
                 unauthorized("the token is unknown, revoked, or for a school no longer configured")
             })?;

@@ -1,8 +1,10 @@
 //! HTTP: the only module that knows status codes and headers.
 //!
-//! `/scim/v2` is a public contract (RFC 7643/7644); `/healthz` answers load balancers.
+//! `/scim/v2` is a public contract (RFC 7643/7644); `/api/v1` is the admin and log-in API;
+//! `/healthz` answers load balancers.
 //! Every response carries an `x-request-id`, and every log line of a request names it.
 
+mod api;
 mod auth;
 mod scim;
 
@@ -19,20 +21,22 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::provider::Provider;
+use crate::roster::login::Limiter;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub provider: Provider,
-    /// Schools declared in the configuration; a token of any other school is refused.
-    pub schools: Arc<Vec<String>>,
+    /// Log-in failures, per account and per address.
+    pub limiter: Arc<Limiter>,
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/scim/v2", scim::router(&state))
+        .nest("/api/v1", api::router())
         .with_state(state)
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -3,11 +3,15 @@
 //!
 //! Store errors become SCIM errors here, in [`store_error`], and nowhere else.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
+use crate::config::School;
+use crate::credentials::{self, Vault};
+use crate::password::Hasher;
 use crate::scim::error::ScimError;
 use crate::scim::filter;
 use crate::scim::patch;
@@ -19,11 +23,16 @@ pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const BULK_REQUEST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
 pub const BULK_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 
+/// Everything an operation on a school's accounts needs: the store, the served schemas, each
+/// school's policies, the password hasher and the vault for pending slips.
 #[derive(Clone, Debug)]
 pub struct Provider {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub clock: Clock,
+    pub schools: Arc<BTreeMap<String, School>>,
+    pub hasher: Hasher,
+    pub vault: Vault,
 }
 
 /// Who is asking: the token's school and source, the audit actor, and the base URL that
@@ -316,11 +325,38 @@ impl Provider {
         })
     }
 
-    /// Validates a document and prepares what the store writes, hashing any password.
-    async fn prepare(&self, kind: Kind, body: Value) -> Result<NewRecord, ScimError> {
-        let checked = resource::check(&self.registry, kind, body)?;
+    /// The caller's school. Tokens are only accepted for configured schools, so a miss is a
+    /// server fault.
+    pub fn school(&self, school_id: &str) -> Result<&School, ScimError> {
+        self.schools.get(school_id).ok_or_else(|| {
+            tracing::error!(
+                school = school_id,
+                "no configuration for an authenticated school"
+            );
+            ScimError::internal("internal error")
+        })
+    }
+
+    /// Validates a document and prepares what the store writes, hashing any password. A
+    /// group's courses are checked against the school's catalogue and their implied modules
+    /// added.
+    async fn prepare(
+        &self,
+        school: &School,
+        kind: Kind,
+        mut body: Value,
+    ) -> Result<NewRecord, ScimError> {
+        if kind == Kind::Group {
+            // Implied modules are rollcall's to add: drop any a client sends back.
+            crate::courses::strip_implied(&mut body);
+        }
+        let mut checked = resource::check(&self.registry, kind, body)?;
+        if kind == Kind::Group {
+            crate::courses::expand_in(&school.courses, &mut checked.data)
+                .map_err(ScimError::invalid_value)?;
+        }
         let password_hash = match checked.password {
-            Some(plaintext) => Some(crate::password::hash(plaintext).await.map_err(|e| {
+            Some(plaintext) => Some(self.hasher.hash(&plaintext).await.map_err(|e| {
                 tracing::error!(error = %e, "password hashing failed");
                 ScimError::internal("internal error while hashing the password")
             })?),
@@ -331,6 +367,9 @@ impl Provider {
             data: checked.data,
             members: checked.members,
             password_hash,
+            must_change: false,
+            slip: None,
+            user_name: Default::default(),
         })
     }
 
@@ -340,8 +379,27 @@ impl Provider {
         kind: Kind,
         body: Value,
     ) -> Result<Rendered, ScimError> {
-        let new = self.prepare(kind, body).await?;
+        let school = self.school(&caller.scope.school_id)?;
+        let mut new = self.prepare(school, kind, body).await?;
         let id = uuid::Uuid::now_v7().to_string();
+        if kind == Kind::User && new.password_hash.is_none() && school.passwords.generate_for_scim {
+            // A first password for the person, held sealed until an admin collects the slip.
+            let issued = credentials::issue(&school.passwords.policy, &self.hasher)
+                .await
+                .and_then(|issued| {
+                    let slip =
+                        self.vault
+                            .seal(&school.id, &id, &issued.password, self.clock.now())?;
+                    Ok((issued.hash, slip))
+                })
+                .map_err(|e| {
+                    tracing::error!(error = %e, "issuing a first password failed");
+                    ScimError::internal("internal error while issuing a first password")
+                })?;
+            new.password_hash = Some(issued.0);
+            new.must_change = true;
+            new.slip = Some(issued.1);
+        }
         let record = self
             .store
             .insert(&caller.scope, kind, &id, &new, self.stamp(caller))
@@ -358,7 +416,8 @@ impl Provider {
         body: Value,
         if_match: Option<i64>,
     ) -> Result<Rendered, ScimError> {
-        let mut new = self.prepare(kind, body).await?;
+        let school = self.school(&caller.scope.school_id)?;
+        let mut new = self.prepare(school, kind, body).await?;
         if kind == Kind::Group && new.members.is_none() {
             // PUT replaces the whole resource: a group sent without members has none.
             new.members = Some(Vec::new());
@@ -382,6 +441,7 @@ impl Provider {
         if_match: Option<i64>,
     ) -> Result<Rendered, ScimError> {
         let operations = patch::parse(body)?;
+        let school = self.school(&caller.scope.school_id)?;
         // A PATCH without `If-Match` retries until its write lands on the version it read: the
         // client asked for no precondition, so losing a race must not lose its update (a fixed
         // number of attempts answered 412 once enough writers raced). Each lost race means
@@ -404,7 +464,7 @@ impl Provider {
                 doc.insert("members".into(), Value::Array(members));
             }
             patch::apply(&self.registry, kind, &mut doc, &operations)?;
-            let mut new = self.prepare(kind, Value::Object(doc)).await?;
+            let mut new = self.prepare(school, kind, Value::Object(doc)).await?;
             if kind == Kind::Group && new.members.is_none() {
                 new.members = Some(Vec::new());
             }
@@ -503,6 +563,12 @@ pub fn store_error(error: store::Error, kind: Kind, id: &str) -> ScimError {
         )),
         UnknownMember(member) => {
             ScimError::invalid_value(format!("members: no user or group {member} in this school"))
+        }
+        Retired { value, retired } => ScimError::uniqueness(format!(
+            "userName `{value}` belonged to an account deleted on {retired}; it cannot be reused yet"
+        )),
+        NamesExhausted(base) => {
+            ScimError::uniqueness(format!("every username made from `{base}` is taken"))
         }
         InvalidFilter(message) => ScimError::invalid_filter(message),
         other => {

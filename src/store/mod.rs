@@ -18,6 +18,9 @@ use crate::scim::schema::Kind;
 
 pub use sqlite::Store;
 
+/// The highest character, to close a prefix range (`key >= p AND key < p || MAX_CHAR`).
+const MAX_CHAR: char = char::MAX;
+
 /// Which school's data a request may touch, and the source acting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
@@ -71,6 +74,63 @@ pub struct NewRecord {
     pub members: Option<Vec<String>>,
     /// A new argon2id PHC string; `None` keeps the stored one.
     pub password_hash: Option<String>,
+    /// Whether the person must choose a new password at the next log-in (with `password_hash`).
+    pub must_change: bool,
+    /// A generated first password, sealed, to hold until an admin collects it (users only).
+    pub slip: Option<PendingSlip>,
+    /// How a new user's `userName` is settled (ignored for groups and replacements).
+    pub user_name: UserName,
+}
+
+/// How the store settles a new user's `userName`.
+#[derive(Debug, Clone, Default)]
+pub enum UserName {
+    /// `index.name` as it is: the sender owns it (a SCIM client).
+    #[default]
+    AsGiven,
+    /// `index.name` as it is, refused if a deleted account freed it after this time.
+    Checked { retired_after: OffsetDateTime },
+    /// The first free candidate of `base` (`base`, `base2`, …), skipping names retired after
+    /// `retired_after` and reserved ones. Decided under the write lock, so it is race-free.
+    Generate {
+        base: String,
+        max_len: usize,
+        reserved: Vec<String>,
+        retired_after: OffsetDateTime,
+    },
+}
+
+/// A sealed first password and when it expires.
+#[derive(Debug, Clone)]
+pub struct PendingSlip {
+    pub sealed: Vec<u8>,
+    pub expires: OffsetDateTime,
+}
+
+/// A pending slip taken out of the store, with its account.
+#[derive(Debug, Clone)]
+pub struct TakenSlip {
+    pub sealed: Vec<u8>,
+    /// The account's document and groups.
+    pub user: Record,
+}
+
+/// What a log-in checks.
+#[derive(Debug, Clone)]
+pub struct StoredCredential {
+    pub user_id: String,
+    pub user_name: String,
+    pub password_hash: Option<String>,
+    pub must_change: bool,
+    pub active: bool,
+}
+
+/// The teaching group an import's accounts join.
+#[derive(Debug, Clone)]
+pub enum ImportGroup {
+    None,
+    Existing(String),
+    New { id: String, record: Box<NewRecord> },
 }
 
 /// Columns derived from a document.
@@ -100,6 +160,8 @@ pub struct Token {
     pub id: String,
     pub school_id: String,
     pub source: String,
+    /// For an admin's token, the admin's username; `None` for a SCIM client's.
+    pub admin: Option<String>,
     pub created: OffsetDateTime,
     pub revoked: Option<OffsetDateTime>,
 }
@@ -116,6 +178,10 @@ pub enum Error {
     OwnedBy(String),
     #[error("no user or group {0} in this school")]
     UnknownMember(String),
+    #[error("userName `{value}` belonged to an account deleted on {retired}")]
+    Retired { value: String, retired: String },
+    #[error("no free username left for `{0}`")]
+    NamesExhausted(String),
     #[error("{0}")]
     InvalidFilter(String),
     #[error("cannot open the store at {url}: {source}")]

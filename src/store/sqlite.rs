@@ -19,10 +19,13 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::filter_sql::{self, Bind};
 use super::{
-    Actor, Error, Link, NewRecord, Query, Record, Result, Scope, Stamp, Token, format_time,
-    parse_time,
+    Actor, Error, Link, MAX_CHAR, NewRecord, PendingSlip, Query, Record, Result, Scope, Stamp,
+    Token, UserName, format_time, parse_time,
 };
+use crate::credentials::username;
 use crate::scim::schema::{Kind, Registry};
+
+mod accounts;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -126,13 +129,16 @@ impl Store {
 
     pub async fn insert_token(&self, token: &Token, hash: &[u8]) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, school_id, source, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO tokens (id, school_id, source, hash, created_at, admin_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, \
+             (SELECT id FROM admins WHERE school_id = ?2 AND user_name_key = lower(?6)))",
         )
         .bind(&token.id)
         .bind(&token.school_id)
         .bind(&token.source)
         .bind(hash)
         .bind(format_time(token.created))
+        .bind(&token.admin)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -141,8 +147,9 @@ impl Store {
     /// The live (not revoked) token with this hash.
     pub async fn token_by_hash(&self, hash: &[u8]) -> Result<Option<Token>> {
         let row = sqlx::query(
-            "SELECT id, school_id, source, created_at, revoked_at FROM tokens \
-             WHERE hash = ?1 AND revoked_at IS NULL",
+            "SELECT t.id, t.school_id, t.source, t.created_at, t.revoked_at, a.user_name AS admin \
+             FROM tokens t LEFT JOIN admins a ON a.id = t.admin_id \
+             WHERE t.hash = ?1 AND t.revoked_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
@@ -152,8 +159,9 @@ impl Store {
 
     pub async fn list_tokens(&self, school_id: Option<&str>) -> Result<Vec<Token>> {
         let rows = sqlx::query(
-            "SELECT id, school_id, source, created_at, revoked_at FROM tokens \
-             WHERE ?1 IS NULL OR school_id = ?1 ORDER BY school_id, created_at, id",
+            "SELECT t.id, t.school_id, t.source, t.created_at, t.revoked_at, a.user_name AS admin \
+             FROM tokens t LEFT JOIN admins a ON a.id = t.admin_id \
+             WHERE ?1 IS NULL OR t.school_id = ?1 ORDER BY t.school_id, t.created_at, t.id",
         )
         .bind(school_id)
         .fetch_all(&self.pool)
@@ -265,59 +273,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
-        let data = Value::Object(new.data.clone()).to_string();
-        let now = format_time(stamp.at);
-        let inserted = match kind {
-            Kind::User => sqlx::query(
-                "INSERT INTO users (id, school_id, source, user_name, user_name_key, external_id, \
-                     active, data, password_hash, created_at, modified_at, version) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, 1)",
-            )
-            .bind(id)
-            .bind(&scope.school_id)
-            .bind(&scope.source)
-            .bind(&new.index.name)
-            .bind(new.index.name.to_lowercase())
-            .bind(&new.index.external_id)
-            .bind(new.index.active)
-            .bind(&data)
-            .bind(&new.password_hash)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await,
-            Kind::Group => {
-                sqlx::query(
-                    "INSERT INTO groups (id, school_id, source, display_name, display_name_key, \
-                     external_id, data, created_at, modified_at, version) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
-                )
-                .bind(id)
-                .bind(&scope.school_id)
-                .bind(&scope.source)
-                .bind(&new.index.name)
-                .bind(new.index.name.to_lowercase())
-                .bind(&new.index.external_id)
-                .bind(&data)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await
-            }
-        };
-        inserted.map_err(|e| conflict(e, kind, &new.index.name))?;
-        write_dependents(&mut tx, scope, kind, id, new).await?;
-        let after = audited(&mut tx, kind, id, &data).await?;
-        audit(
-            &mut tx,
-            scope,
-            stamp.actor,
-            "create",
-            kind,
-            id,
-            None,
-            Some(&after),
-            &now,
-        )
-        .await?;
+        insert(&mut tx, scope, kind, id, new, stamp).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -346,6 +302,8 @@ impl Store {
                     sqlx::query(
                         "UPDATE users SET user_name = ?3, user_name_key = ?4, external_id = ?5, \
                      active = ?6, data = ?7, password_hash = coalesce(?8, password_hash), \
+                     must_change = CASE WHEN ?8 IS NULL THEN must_change ELSE ?10 END, \
+                     password_set_at = CASE WHEN ?8 IS NULL THEN password_set_at ELSE ?9 END, \
                      modified_at = ?9, version = version + 1 WHERE school_id = ?1 AND id = ?2",
                     )
                     .bind(&scope.school_id)
@@ -357,6 +315,7 @@ impl Store {
                     .bind(&data)
                     .bind(&new.password_hash)
                     .bind(&now)
+                    .bind(new.must_change)
                     .execute(&mut *tx)
                     .await
                 }
@@ -377,6 +336,13 @@ impl Store {
             };
         updated.map_err(|e| conflict(e, kind, &new.index.name))?;
         write_dependents(&mut tx, scope, kind, id, new).await?;
+        if new.password_hash.is_some() {
+            // The slip's password no longer works.
+            sqlx::query("DELETE FROM pending_slips WHERE user_id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let after = audited(&mut tx, kind, id, &data).await?;
         audit(
             &mut tx,
@@ -411,6 +377,18 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if kind == Kind::User {
+            sqlx::query(
+                "INSERT INTO retired_user_names (school_id, user_name_key, retired_at) \
+                 SELECT school_id, user_name_key, ?3 FROM users WHERE school_id = ?1 AND id = ?2 \
+                 ON CONFLICT (school_id, user_name_key) DO UPDATE SET retired_at = excluded.retired_at",
+            )
+            .bind(&scope.school_id)
+            .bind(id)
+            .bind(format_time(stamp.at))
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(&format!(
             "DELETE FROM {} WHERE school_id = ?1 AND id = ?2",
             table(kind)
@@ -534,6 +512,180 @@ fn links_column(kind: Kind) -> &'static str {
               WHERE m.member_id = r.id ORDER BY g.display_name_key) x) AS links"
         }
     }
+}
+
+/// Inserts a resource with its dependents, its credential and its audit event.
+async fn insert(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    new: &NewRecord,
+    stamp: Stamp<'_>,
+) -> Result<String> {
+    let now = format_time(stamp.at);
+    let (name, data) = match kind {
+        Kind::User => {
+            let name = settle_user_name(tx, scope, new).await?;
+            let mut data = new.data.clone();
+            data.insert("userName".into(), Value::String(name.clone()));
+            (name, Value::Object(data).to_string())
+        }
+        Kind::Group => (
+            new.index.name.clone(),
+            Value::Object(new.data.clone()).to_string(),
+        ),
+    };
+    let inserted =
+        match kind {
+            Kind::User => sqlx::query(
+                "INSERT INTO users (id, school_id, source, user_name, user_name_key, external_id, \
+                 active, data, password_hash, must_change, password_set_at, created_at, \
+                 modified_at, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1)",
+            )
+            .bind(id)
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(&name)
+            .bind(name.to_lowercase())
+            .bind(&new.index.external_id)
+            .bind(new.index.active)
+            .bind(&data)
+            .bind(&new.password_hash)
+            .bind(new.password_hash.is_some() && new.must_change)
+            .bind(new.password_hash.as_ref().map(|_| &now))
+            .bind(&now)
+            .execute(&mut **tx)
+            .await,
+            Kind::Group => {
+                sqlx::query(
+                    "INSERT INTO groups (id, school_id, source, display_name, display_name_key, \
+                 external_id, data, created_at, modified_at, version) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
+                )
+                .bind(id)
+                .bind(&scope.school_id)
+                .bind(&scope.source)
+                .bind(&name)
+                .bind(name.to_lowercase())
+                .bind(&new.index.external_id)
+                .bind(&data)
+                .bind(&now)
+                .execute(&mut **tx)
+                .await
+            }
+        };
+    inserted.map_err(|e| conflict(e, kind, &name))?;
+    write_dependents(tx, scope, kind, id, new).await?;
+    if let Some(slip) = &new.slip {
+        write_slip(tx, scope, id, slip, &now).await?;
+    }
+    let after = audited(tx, kind, id, &data).await?;
+    audit(
+        tx,
+        scope,
+        stamp.actor,
+        "create",
+        kind,
+        id,
+        None,
+        Some(&after),
+        &now,
+    )
+    .await?;
+    Ok(name)
+}
+
+/// The `userName` a new user gets, decided under the write lock.
+async fn settle_user_name(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    new: &NewRecord,
+) -> Result<String> {
+    match &new.user_name {
+        UserName::AsGiven => Ok(new.index.name.clone()),
+        UserName::Checked { retired_after } => {
+            let key = new.index.name.to_lowercase();
+            let retired: Option<String> = sqlx::query_scalar(
+                "SELECT retired_at FROM retired_user_names \
+                 WHERE school_id = ?1 AND user_name_key = ?2 AND retired_at > ?3",
+            )
+            .bind(&scope.school_id)
+            .bind(&key)
+            .bind(format_time(*retired_after))
+            .fetch_optional(&mut **tx)
+            .await?;
+            match retired {
+                Some(retired) => Err(Error::Retired {
+                    value: new.index.name.clone(),
+                    retired: retired.get(..10).unwrap_or(&retired).to_owned(),
+                }),
+                None => Ok(new.index.name.clone()),
+            }
+        }
+        UserName::Generate {
+            base,
+            max_len,
+            reserved,
+            retired_after,
+        } => {
+            let taken = names_like(tx, &scope.school_id, base, *max_len, *retired_after).await?;
+            username::first_free(base, *max_len, |candidate| {
+                taken.contains(candidate) || username::is_reserved(candidate, reserved)
+            })
+            .ok_or_else(|| Error::NamesExhausted(base.clone()))
+        }
+    }
+}
+
+/// Every name in use or recently retired that could clash with a candidate of `base`: one
+/// indexed range query on the shared prefix.
+async fn names_like(
+    tx: &mut Transaction<'static, Sqlite>,
+    school_id: &str,
+    base: &str,
+    max_len: usize,
+    retired_after: OffsetDateTime,
+) -> Result<HashSet<String>> {
+    let prefix = username::candidate_prefix(base, max_len);
+    let end = format!("{prefix}{MAX_CHAR}");
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT user_name_key FROM users \
+         WHERE school_id = ?1 AND user_name_key >= ?2 AND user_name_key < ?3 \
+         UNION SELECT user_name_key FROM retired_user_names \
+         WHERE school_id = ?1 AND user_name_key >= ?2 AND user_name_key < ?3 AND retired_at > ?4",
+    )
+    .bind(school_id)
+    .bind(prefix)
+    .bind(&end)
+    .bind(format_time(retired_after))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(names.into_iter().collect())
+}
+
+async fn write_slip(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    user_id: &str,
+    slip: &PendingSlip,
+    now: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO pending_slips (user_id, school_id, sealed, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id) DO UPDATE SET \
+         sealed = excluded.sealed, created_at = excluded.created_at, \
+         expires_at = excluded.expires_at",
+    )
+    .bind(user_id)
+    .bind(&scope.school_id)
+    .bind(&slip.sealed)
+    .bind(now)
+    .bind(format_time(slip.expires))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn fetch(conn: &mut SqliteConnection, scope: &Scope, kind: Kind, id: &str) -> Result<Record> {
@@ -798,6 +950,7 @@ fn token_from_row(row: &SqliteRow) -> Result<Token> {
         id: row.try_get("id")?,
         school_id: row.try_get("school_id")?,
         source: row.try_get("source")?,
+        admin: row.try_get("admin")?,
         created: time_column(row, "created_at")?,
         revoked: revoked.as_deref().and_then(parse_time),
     })

@@ -403,13 +403,15 @@ fn the_database_url_variable_overrides_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_and_exits_zero() {
-    let setup =
-        Setup::with_config(|t| t.replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 60"));
+    // Costly argon2 parameters make each operation slow (about half a second), so the request
+    // is in flight when the signal arrives; the check below proves it was.
+    let setup = Setup::with_config(|t| {
+        t.replace("shutdown_grace_secs = 5", "shutdown_grace_secs = 60")
+            + "\n[argon2]\nmemory_kib = 65536\niterations = 8\n"
+    });
     let token = setup.create_token("north", "entra");
     let mut daemon = setup.serve(&[]).await;
     const OPS: usize = 4;
-    // Passwords make each operation slow (argon2id, hundreds of milliseconds in a debug build),
-    // so the request is in flight when the signal arrives; the check below proves it was.
     let operations: Vec<Value> = (0..OPS)
         .map(|n| {
             json!({ "method": "POST", "path": "/Users", "bulkId": format!("u{n}"),

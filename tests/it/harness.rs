@@ -14,14 +14,17 @@ pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterpr
 pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
-/// A running daemon with two schools: `north` (token `token`, source `entra`) and `south`
-/// (token `other_token`, source `okta`).
+/// A running daemon with two schools: `north` (token `token`, source `entra`; admin `office`
+/// with `admin_token`; a course catalogue) and `south` (token `other_token`, source `okta`;
+/// admin `office` with `other_admin_token`; word passwords).
 pub struct TestApp {
     /// `http://127.0.0.1:PORT/scim/v2`
     pub scim: String,
     pub root: String,
     pub token: String,
     pub other_token: String,
+    pub admin_token: String,
+    pub other_admin_token: String,
     pub http: reqwest::Client,
     pub state: rollcall::http::AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -80,10 +83,33 @@ url = "sqlite://{}"
 [[schools]]
 id = "north"
 name = "North Academy"
+login_url = "https://learn.north.example"
+
+[[schools.courses]]
+code = "MA-Y1-AS"
+title = "Mathematics Year 1 (AS)"
+implies = ["MA-Y1-STAT", "MA-Y1-MECH"]
+
+[[schools.courses]]
+code = "MA-Y1-STAT"
+title = "Statistics Year 1"
+
+[[schools.courses]]
+code = "MA-Y1-MECH"
+title = "Mechanics Year 1"
+
+[[schools.courses]]
+code = "PH-Y1"
+title = "Physics Year 1"
 
 [[schools]]
 id = "south"
 name = "South School"
+
+[schools.passwords]
+kind = "words"
+words = 3
+digits = 2
 "#,
         db.display()
     )
@@ -105,6 +131,19 @@ impl TestApp {
         let (_, other_token) = rollcall::token::create(store, &clock, "south", "okta")
             .await
             .expect("token");
+        let mut admin_tokens = Vec::new();
+        for school in ["north", "south"] {
+            store
+                .insert_admin(school, &format!("admin-{school}"), "office", clock.now())
+                .await
+                .expect("admin");
+            let (_, token) = rollcall::token::create_admin(store, &clock, school, "office")
+                .await
+                .expect("admin token");
+            admin_tokens.push(token);
+        }
+        let other_admin_token = admin_tokens.pop().expect("south");
+        let admin_token = admin_tokens.pop().expect("north");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -124,6 +163,8 @@ impl TestApp {
             root,
             token,
             other_token,
+            admin_token,
+            other_admin_token,
             http: reqwest::Client::new(),
             state,
             shutdown: Some(tx),
@@ -170,6 +211,76 @@ impl TestApp {
             headers,
             body,
         }
+    }
+
+    /// An `/api/v1` request (`path` below it) with a token (`None`: no Authorization), a JSON
+    /// body or a text body.
+    pub async fn api_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<ApiBody<'_>>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.root));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        match body {
+            Some(ApiBody::Json(json)) => {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(json.to_string());
+            }
+            Some(ApiBody::Text(text)) => {
+                request = request
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .body(text.to_owned());
+            }
+            None => {}
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// An `/api/v1` request as north's admin.
+    pub async fn api(&self, method: Method, path: &str, body: Option<ApiBody<'_>>) -> Reply {
+        self.api_as(Some(&self.admin_token), method, path, body)
+            .await
+    }
+
+    /// Pastes a class list into a group of north: `query` is e.g. `dry_run=true&course=…`.
+    pub async fn paste(&self, group: &str, query: &str, text: &str) -> Reply {
+        let group: String = url_encode(group);
+        self.api(
+            Method::POST,
+            &format!("/schools/north/groups/{group}/students:bulk?{query}"),
+            Some(ApiBody::Text(text)),
+        )
+        .await
+    }
+
+    /// Logs in through the platform's API.
+    pub async fn login(&self, school: &str, username: &str, password: &str) -> Reply {
+        let body =
+            serde_json::json!({ "school": school, "username": username, "password": password });
+        self.api_as(
+            None,
+            Method::POST,
+            "/auth/login",
+            Some(ApiBody::Json(&body)),
+        )
+        .await
     }
 
     /// Sends a raw body (for malformed-input tests).
@@ -359,4 +470,23 @@ pub async fn north_totals(app: &TestApp) -> (i64, i64) {
         total_as(app, &app.token, "/Users").await,
         total_as(app, &app.token, "/Groups").await,
     )
+}
+
+/// The body of an `/api/v1` request.
+pub enum ApiBody<'a> {
+    Json(&'a Value),
+    Text(&'a str),
+}
+
+/// Percent-encodes a path segment (group names hold `/`).
+pub fn url_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -1,0 +1,300 @@
+//! The log-in API the platform calls: one generic failure for a wrong password, an unknown
+//! account or a disabled one (each costs one argon2 verification, so timing tells nothing
+//! either), and failures throttled per account and per client address.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::Error;
+use crate::config::{self, School};
+use crate::provider::Provider;
+use crate::store::{Actor, Scope, Stamp};
+
+/// Recent failures per key, in a sliding window. In memory: a restart forgets them.
+#[derive(Debug)]
+pub struct Limiter {
+    config: config::Login,
+    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl Limiter {
+    pub fn new(config: config::Login) -> Limiter {
+        Limiter {
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The keys an attempt counts against, with their limits.
+    fn limits(
+        &self,
+        school_id: &str,
+        user_name: &str,
+        address: IpAddr,
+    ) -> [(String, u32, Duration); 2] {
+        [
+            (
+                account_key(school_id, user_name),
+                self.config.account_failures,
+                Duration::from_secs(self.config.account_window_secs),
+            ),
+            (
+                format!("address\0{address}"),
+                self.config.address_failures,
+                Duration::from_secs(self.config.address_window_secs),
+            ),
+        ]
+    }
+
+    /// How long until another attempt is allowed, if it is not allowed now.
+    fn wait(&self, school_id: &str, user_name: &str, address: IpAddr) -> Option<Duration> {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wait = None;
+        for (key, limit, window) in self.limits(school_id, user_name, address) {
+            let Some(times) = failures.get_mut(&key) else {
+                continue;
+            };
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= window)
+            {
+                times.pop_front();
+            }
+            if times.len() >= limit as usize
+                && let Some(oldest) = times.front()
+            {
+                let until = window.saturating_sub(now.duration_since(*oldest));
+                wait = Some(wait.map_or(until, |w: Duration| w.max(until)));
+            }
+        }
+        wait
+    }
+
+    fn fail(&self, school_id: &str, user_name: &str, address: IpAddr) {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() > 100_000 {
+            // Forget the oldest pressure rather than grow without bound.
+            failures.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(3600))
+            });
+        }
+        for (key, _, _) in self.limits(school_id, user_name, address) {
+            failures.entry(key).or_default().push_back(now);
+        }
+    }
+
+    /// A success clears the account's failures (not the address's).
+    fn succeed(&self, school_id: &str, user_name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&account_key(school_id, user_name));
+    }
+}
+
+/// Failures are counted per account whether or not it exists, so a throttled name says
+/// nothing about its existence.
+fn account_key(school_id: &str, user_name: &str) -> String {
+    format!("account\0{school_id}\0{}", user_name.to_lowercase())
+}
+
+/// What a log-in attempt answers.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    #[serde(rename_all = "camelCase")]
+    Success { user_id: String, user_name: String },
+    /// Right password, but it is a first (or reset) password: the person must choose a new one
+    /// (`POST /api/v1/auth/password`) before anything else.
+    #[serde(rename_all = "camelCase")]
+    PasswordChangeRequired { user_id: String, user_name: String },
+    /// Wrong username, wrong password or disabled account: one answer for all three.
+    Failed,
+    /// Too many failures: try again after `retry_after_secs`.
+    #[serde(rename_all = "camelCase")]
+    Throttled { retry_after_secs: u64 },
+}
+
+/// What a password change answers.
+#[derive(Debug, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Change {
+    Changed,
+    /// The new password breaks the school's policy; `detail` says how.
+    Rejected {
+        detail: String,
+    },
+    Failed,
+    #[serde(rename_all = "camelCase")]
+    Throttled {
+        retry_after_secs: u64,
+    },
+}
+
+impl Provider {
+    /// Checks a username and password.
+    pub async fn login(
+        &self,
+        limiter: &Limiter,
+        school_id: &str,
+        user_name: &str,
+        password: &str,
+        address: IpAddr,
+    ) -> Result<Outcome, Error> {
+        match self
+            .authenticate(limiter, school_id, user_name, password, address)
+            .await?
+        {
+            Verdict::Throttled(wait) => Ok(Outcome::Throttled {
+                retry_after_secs: wait.as_secs().max(1),
+            }),
+            Verdict::Failed => Ok(Outcome::Failed),
+            Verdict::Passed {
+                user_id,
+                user_name,
+                must_change,
+                ..
+            } => Ok(if must_change {
+                Outcome::PasswordChangeRequired { user_id, user_name }
+            } else {
+                Outcome::Success { user_id, user_name }
+            }),
+        }
+    }
+
+    /// Changes a password, given the current one; the new one must meet the school's policy.
+    pub async fn change_password(
+        &self,
+        limiter: &Limiter,
+        school_id: &str,
+        user_name: &str,
+        current: &str,
+        new: &str,
+        address: IpAddr,
+    ) -> Result<Change, Error> {
+        let (user_id, user_name, hash, school) = match self
+            .authenticate(limiter, school_id, user_name, current, address)
+            .await?
+        {
+            Verdict::Throttled(wait) => {
+                return Ok(Change::Throttled {
+                    retry_after_secs: wait.as_secs().max(1),
+                });
+            }
+            Verdict::Failed => return Ok(Change::Failed),
+            Verdict::Passed {
+                user_id,
+                user_name,
+                hash,
+                school,
+                ..
+            } => (user_id, user_name, hash, school),
+        };
+        if let Err(detail) = school.passwords.policy.check_chosen(new, &user_name) {
+            return Ok(Change::Rejected { detail });
+        }
+        if new == current {
+            return Ok(Change::Rejected {
+                detail: "choose a password different from the current one".into(),
+            });
+        }
+        let new_hash = self
+            .hasher
+            .hash(new)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let actor = Actor {
+            name: format!("user:{user_name}"),
+            request_id: None,
+        };
+        let scope = Scope {
+            school_id: school.id.clone(),
+            source: super::ADMIN_SOURCE.to_owned(),
+        };
+        match self
+            .store
+            .set_password(
+                &scope,
+                &user_id,
+                Some(&hash),
+                &new_hash,
+                false,
+                Stamp {
+                    actor: &actor,
+                    at: self.clock.now(),
+                },
+            )
+            .await
+        {
+            Ok(()) => Ok(Change::Changed),
+            // Changed by someone else meanwhile: the current password given is stale.
+            Err(crate::store::Error::VersionMismatch { .. }) => Ok(Change::Failed),
+            Err(other) => Err(Error::store(other)),
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        limiter: &Limiter,
+        school_id: &str,
+        user_name: &str,
+        password: &str,
+        address: IpAddr,
+    ) -> Result<Verdict<'_>, Error> {
+        if let Some(wait) = limiter.wait(school_id, user_name, address) {
+            return Ok(Verdict::Throttled(wait));
+        }
+        let school = self.schools.get(school_id);
+        let stored = match school {
+            Some(_) if !user_name.is_empty() && user_name.len() <= 256 => self
+                .store
+                .credential(school_id, user_name)
+                .await
+                .map_err(Error::store)?,
+            _ => None,
+        };
+        let hash = stored.as_ref().and_then(|s| s.password_hash.as_deref());
+        // Always one verification: against the decoy when there is no account or password.
+        let matches = self
+            .hasher
+            .verify(password, hash)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        match (school, stored) {
+            (Some(school), Some(stored)) if matches && stored.active => {
+                limiter.succeed(school_id, user_name);
+                Ok(Verdict::Passed {
+                    user_id: stored.user_id,
+                    user_name: stored.user_name,
+                    hash: stored.password_hash.unwrap_or_default(),
+                    must_change: stored.must_change,
+                    school,
+                })
+            }
+            _ => {
+                limiter.fail(school_id, user_name, address);
+                Ok(Verdict::Failed)
+            }
+        }
+    }
+}
+
+enum Verdict<'a> {
+    Throttled(Duration),
+    Failed,
+    Passed {
+        user_id: String,
+        user_name: String,
+        hash: String,
+        must_change: bool,
+        school: &'a School,
+    },
+}
