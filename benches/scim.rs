@@ -280,7 +280,8 @@ async fn start_rollcall(binary: &Path, http: &reqwest::Client) -> anyhow::Result
         &config,
         format!(
             "data_dir = \"{data}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_secs = 2\n\n\
-             [store]\nurl = \"sqlite://{db}\"\n\n[[schools]]\nid = \"bench\"\nname = \"Bench\"\n",
+             [store]\nurl = \"sqlite://{db}\"\n\n[[schools]]\nid = \"bench\"\nname = \"Bench\"\n\n\
+             [schools.passwords]\ngenerate_for_scim = false\n",
             data = dir.path().display(),
             db = db.display(),
         ),

@@ -513,11 +513,75 @@ fn explain(config: &Config) -> String {
     text.push_str(&format!("schools: {}\n", config.schools.len()));
     for school in &config.schools {
         text.push_str(&format!("  {}: {}\n", school.id, school.name));
+        let usernames = &school.usernames;
+        text.push_str(&format!(
+            "    usernames: up to {} characters; a freed name is reused after {} days\n",
+            usernames.max_length, usernames.reuse_after_days
+        ));
+        let policy = &school.passwords.policy;
+        text.push_str(&format!(
+            "    first passwords: {}, about {:.0} bits; chosen ones at least {} characters{}\n",
+            describe(&policy.generated),
+            policy.entropy_bits(),
+            policy.min_length,
+            if school.passwords.generate_for_scim {
+                "; SCIM-created accounts get one too (pending slips)"
+            } else {
+                ""
+            }
+        ));
+        let courses = school.courses.courses();
+        if !courses.is_empty() {
+            text.push_str(&format!(
+                "    courses: {}\n",
+                courses
+                    .iter()
+                    .map(|c| c.code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
     }
+    text.push_str(&match &config.slips.key_env {
+        Some(_) => format!("slip key: from {}\n", config::env::SLIP_KEY),
+        None => format!(
+            "slip key: {} ({})\n",
+            config.slips.key_file.display(),
+            if config.slips.key_file.exists() {
+                "exists"
+            } else {
+                "created on first start"
+            }
+        ),
+    });
     if config.schools.is_empty() {
         text.push_str("  (none: add [[schools]] entries before creating tokens)\n");
     }
     text
+}
+
+fn describe(generated: &rollcall::credentials::generate::Generated) -> String {
+    use rollcall::credentials::generate::Generated;
+    match generated {
+        Generated::Characters {
+            length,
+            classes,
+            no_lookalikes,
+        } => format!(
+            "{length} characters ({}){}",
+            classes
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if *no_lookalikes {
+                ", no look-alikes"
+            } else {
+                ""
+            }
+        ),
+        Generated::Words { words, digits } => format!("{words} words and {digits} digits"),
+    }
 }
 
 fn init_logging(format: LogFormat) {

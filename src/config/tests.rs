@@ -261,6 +261,178 @@ fn load_prefixes_errors_with_the_file() {
 }
 
 /// A lookup that answers from a list, like the process environment would.
+/// A school with extra tables after its `id`/`name` (lines 1–3).
+fn school_with(tables: &str) -> String {
+    format!("[[schools]]\nid = \"north\"\nname = \"North\"\n{tables}")
+}
+
+#[test]
+fn school_policies_default_to_the_products_defaults() {
+    let config = valid(&school_with(""));
+    let school = &config.schools[0];
+    assert_eq!(school.usernames, Usernames::default());
+    assert_eq!(school.usernames.max_length, 20);
+    assert_eq!(school.usernames.reuse_after_days, 365);
+    assert_eq!(school.passwords, Passwords::default());
+    assert!(school.passwords.generate_for_scim);
+    assert!(school.courses.is_empty());
+    assert_eq!(config.argon2, Argon2::default());
+    assert_eq!(config.argon2.memory_kib, 19456);
+    assert_eq!(
+        config.slips.key_file,
+        Path::new("/etc/rollcall/data/slip.key")
+    );
+    assert_eq!(config.slips.expire_after_days, 30);
+    assert_eq!(config.login, Login::default());
+}
+
+#[test]
+fn school_policies_are_read() {
+    let config = valid(&school_with(
+        r#"login_url = "https://learn.north.example"
+[schools.usernames]
+template = "{first}.{surname}"
+max_length = 12
+reserved = ["Office"]
+reuse_after_days = 30
+[schools.passwords]
+kind = "words"
+words = 4
+digits = 3
+min_length = 10
+require_classes = ["digit"]
+generate_for_scim = false
+[[schools.courses]]
+code = "MA"
+title = "Maths"
+implies = ["ST"]
+[[schools.courses]]
+code = "ST"
+title = "Statistics"
+"#,
+    ));
+    let school = &config.schools[0];
+    assert_eq!(
+        school.login_url.as_deref(),
+        Some("https://learn.north.example")
+    );
+    assert_eq!(
+        school.usernames.template,
+        Template::parse("{first}.{surname}").unwrap()
+    );
+    assert_eq!(school.usernames.max_length, 12);
+    assert_eq!(school.usernames.reserved, ["office"]);
+    assert_eq!(school.usernames.reuse_after_days, 30);
+    assert_eq!(
+        school.passwords.policy.generated,
+        Generated::Words {
+            words: 4,
+            digits: 3
+        }
+    );
+    assert_eq!(school.passwords.policy.min_length, 10);
+    assert_eq!(school.passwords.policy.require_classes, [CharClass::Digit]);
+    assert!(!school.passwords.generate_for_scim);
+    let expanded = school.courses.expand(&["Maths"]).unwrap();
+    assert_eq!(expanded.len(), 2);
+    assert!(expanded[1].implied);
+}
+
+#[test]
+fn bad_school_policies_name_their_key_and_line() {
+    let message = invalid(
+        &school_with("[schools.usernames]\ntemplate = \"{middle}\"\n"),
+        "schools.usernames.template",
+        5,
+    );
+    assert!(message.contains("{middle}"), "{message}");
+    invalid(
+        &school_with("[schools.usernames]\nmax_length = 2\n"),
+        "schools.usernames.max_length",
+        4,
+    );
+    let message = invalid(
+        &school_with("[schools.passwords]\nkind = \"emoji\"\n"),
+        "schools.passwords.kind",
+        4,
+    );
+    assert!(message.contains("characters or words"), "{message}");
+    let message = invalid(
+        &school_with("[schools.passwords]\nclasses = [\"lower\", \"kanji\"]\n"),
+        "schools.passwords.classes",
+        4,
+    );
+    assert!(message.contains("`kanji`"), "{message}");
+    invalid(
+        &school_with("[schools.passwords]\nkind = \"words\"\nlength = 10\n"),
+        "schools.passwords.length",
+        4,
+    );
+    // A policy whose own passwords could not pass its chosen-password rules.
+    invalid(
+        &school_with("[schools.passwords]\nlength = 8\nmin_length = 12\n"),
+        "schools.passwords",
+        4,
+    );
+    let message = invalid(
+        &school_with("[[schools.courses]]\ncode = \"MA\"\ntitle = \"Maths\"\nimplies = [\"XX\"]\n"),
+        "schools.courses",
+        5,
+    );
+    assert!(message.contains("`XX`"), "{message}");
+    invalid(
+        &school_with("login_url = \"learn.example\"\n"),
+        "schools.login_url",
+        4,
+    );
+    syntax(
+        &school_with("[schools.passwords]\nlenght = 10\n"),
+        "lenght",
+        5,
+    );
+}
+
+#[test]
+fn argon2_slips_and_login_are_read_and_checked() {
+    let config = valid(
+        "[argon2]\nmemory_kib = 65536\niterations = 3\nparallelism = 2\n\
+         [slips]\nkey_file = \"keys/slip.key\"\nexpire_after_days = 7\n\
+         [login]\naccount_failures = 3\naccount_window_secs = 60\n",
+    );
+    assert_eq!(
+        config.argon2,
+        Argon2 {
+            memory_kib: 65536,
+            iterations: 3,
+            parallelism: 2
+        }
+    );
+    assert_eq!(
+        config.slips.key_file,
+        Path::new("/etc/rollcall/keys/slip.key")
+    );
+    assert_eq!(config.slips.expire_after_days, 7);
+    assert_eq!(config.login.account_failures, 3);
+    assert_eq!(config.login.account_window_secs, 60);
+    assert_eq!(config.login.address_failures, 50);
+    // Below argon2's minimum memory for its lanes.
+    let message = invalid("\n[argon2]\nmemory_kib = 4\n", "argon2", 2);
+    assert!(message.contains("argon2"), "{message}");
+}
+
+#[test]
+fn the_slip_key_comes_from_the_environment_when_set() {
+    let mut config = valid("");
+    config
+        .apply_env(environment(&[(env::SLIP_KEY, "  ")]))
+        .unwrap();
+    assert_eq!(config.slips.key_env, None);
+    config
+        .apply_env(environment(&[(env::SLIP_KEY, "c2VjcmV0")]))
+        .unwrap();
+    assert_eq!(config.slips.key_env.as_deref(), Some("c2VjcmV0"));
+}
+
 fn environment(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let vars: Vec<(String, String)> = vars
         .iter()

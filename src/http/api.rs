@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::timeout::TimeoutLayer;
 
 use super::AppState;
 use super::scim::request_id;
@@ -27,7 +28,19 @@ use crate::roster::{self, Admin, Person, Role, slips};
 /// Pasted class lists can be long: 20,000 rows of a few hundred bytes.
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
+/// How long an import may take: 20,000 rows at 25 ms of hashing each fit on one core. A client
+/// that goes away cancels it before anything is written.
+pub const IMPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The routes, each under `timeout` but the class-list import, which hashes one password per
+/// student, under `import_timeout`.
+pub fn router(timeout: TimeoutLayer, import_timeout: TimeoutLayer) -> Router<AppState> {
+    let import = Router::new()
+        .route(
+            "/schools/{school}/groups/{group}/students:bulk",
+            post(import),
+        )
+        .layer(import_timeout);
     Router::new()
         .route("/auth/login", post(login))
         .route("/auth/password", post(change_password))
@@ -37,12 +50,10 @@ pub fn router() -> Router<AppState> {
             get(list_groups).post(create_group),
         )
         .route("/schools/{school}/groups/{group}", get(get_group))
-        .route(
-            "/schools/{school}/groups/{group}/students:bulk",
-            post(import),
-        )
         .route("/schools/{school}/users", post(create_user))
         .route("/schools/{school}/slips:collect", post(collect_slips))
+        .layer(timeout)
+        .merge(import)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

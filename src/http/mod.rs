@@ -33,12 +33,14 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let timeout = |limit| TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, limit);
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/scim/v2", scim::router(&state))
-        .nest("/api/v1", api::router())
+        // A layer covers the routes added before it: `/api/v1` sets its own timeouts.
+        .layer(timeout(request_timeout))
+        .nest("/api/v1", api::router(timeout(request_timeout), timeout(api::IMPORT_TIMEOUT)))
         .with_state(state)
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(
             TraceLayer::new_for_http()

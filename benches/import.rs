@@ -1,0 +1,207 @@
+//! Class import benchmark: how close creating accounts with first passwords comes to the bound
+//! that argon2id sets.
+//!
+//! Run with `cargo bench --bench import` (see BENCHMARKS.md). In one process, on a fresh SQLite
+//! store in a temporary directory, it measures:
+//! 1. the time of one argon2id hash at the configured parameters (median of sequential hashes,
+//!    nothing else running), hence the bound: cores ÷ that time, in accounts per second;
+//! 2. a committed import of `BENCH_STUDENTS` pasted rows (default 10,000) into a new group, at
+//!    those parameters: accounts per second, and the ratio to the bound;
+//! 3. the same import into a fresh store with the cheapest argon2 parameters allowed
+//!    (m=8 KiB, t=1): what the import costs besides hashing, as a share of (2);
+//! 4. peak resident memory (VmHWM) against argon2's share, memory × concurrent hashes.
+//!
+//! Every created row is checked: the run fails unless each row was created with a password.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, ensure};
+use rollcall::clock::Clock;
+use rollcall::config::{Argon2, Config};
+use rollcall::password::Hasher;
+use rollcall::roster::Admin;
+use rollcall::roster::import::{Action, Request};
+
+/// The share of the bound the import should reach.
+const BOUND_TARGET: f64 = 0.90;
+/// The largest share of the import's time that may go to anything but hashing.
+const OVERHEAD_TARGET: f64 = 0.10;
+
+fn main() -> ExitCode {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("import bench: not run (use `cargo bench --bench import`)");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("import bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("import bench FAILED: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("{name}=`{text}` is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// `VmHWM` (peak resident memory) of this process, in KiB.
+fn peak_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A class list as admins paste it: tab-separated with a header, each student distinct by
+/// student number, with every tenth surname shared to exercise the clash counter.
+fn class_list(students: usize) -> String {
+    let mut text = String::from("First name\tSurname\tEmail\tYear\tUPN\r\n");
+    for i in 0..students {
+        let surname = if i % 10 == 0 {
+            "Smith".to_owned()
+        } else {
+            format!("Pupil{i}")
+        };
+        text.push_str(&format!(
+            "Student{i}\t{surname}\tstudent{i}@bench.example\t{}\tUPN{i:06}\r\n",
+            7 + i % 7
+        ));
+    }
+    text
+}
+
+fn config(dir: &std::path::Path, argon2: Argon2) -> anyhow::Result<Config> {
+    let text = format!(
+        "[store]\nurl = \"sqlite://{}\"\n\n[argon2]\nmemory_kib = {}\niterations = {}\nparallelism = {}\n\n\
+         [[schools]]\nid = \"bench\"\nname = \"Bench\"\n",
+        dir.join("rollcall.db").display(),
+        argon2.memory_kib,
+        argon2.iterations,
+        argon2.parallelism,
+    );
+    Config::parse(&text, dir).map_err(|e| anyhow!("{e}"))
+}
+
+/// Imports `students` rows into a fresh store; returns the time the committed import took.
+async fn import(argon2: Argon2, students: usize) -> anyhow::Result<Duration> {
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let provider = rollcall::provider(&config(dir.path(), argon2)?, Clock::system()).await?;
+    let request = Request {
+        group: "Year group".into(),
+        text: class_list(students),
+        ..Request::default()
+    };
+    let started = Instant::now();
+    let outcome = provider
+        .import(&Admin::cli("bench"), &request)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let took = started.elapsed();
+    provider.store.close().await;
+    ensure!(outcome.committed, "the import was not committed");
+    let created = outcome
+        .rows
+        .iter()
+        .filter(|row| row.action == Action::Created && row.password.is_some())
+        .count();
+    ensure!(
+        created == students,
+        "{created} of {students} rows were created with a password"
+    );
+    Ok(took)
+}
+
+async fn run() -> anyhow::Result<()> {
+    let students = env_number("BENCH_STUDENTS", 10_000)?;
+    let samples = env_number("BENCH_HASH_SAMPLES", 30)?;
+    let argon2 = Argon2::default();
+    let cores = rollcall::password::cores();
+    println!(
+        "import bench: {students} students, argon2id m={} KiB t={} p={}, {cores} cores",
+        argon2.memory_kib, argon2.iterations, argon2.parallelism
+    );
+
+    // 1. One hash at a time, nothing else running.
+    let hasher = Hasher::new(argon2, 1)?;
+    hasher.hash("warm-up").await?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let started = Instant::now();
+        hasher.hash(&format!("sample-{i}")).await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let one_hash = times[times.len() / 2];
+    let bound = cores as f64 / one_hash.as_secs_f64();
+    println!(
+        "one hash: median {:.1} ms of {samples} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
+        ms(one_hash),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+        ms(one_hash),
+    );
+
+    // 2. The real import.
+    let took = import(argon2, students).await?;
+    let rate = students as f64 / took.as_secs_f64();
+    println!(
+        "import: {students} accounts in {:.1} s = {rate:.1} accounts/s = {:.1}% of the bound (target ≥ {:.0}%)",
+        took.as_secs_f64(),
+        100.0 * rate / bound,
+        100.0 * BOUND_TARGET,
+    );
+    let peak = peak_memory_kib();
+
+    // 3. The same import with hashing almost free: everything else it does.
+    let cheap = Argon2 {
+        memory_kib: 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let rest = import(cheap, students).await?;
+    println!(
+        "without hashing (argon2 m=8 KiB t=1): {:.2} s = {:.1}% of the import (target < {:.0}%)",
+        rest.as_secs_f64(),
+        100.0 * rest.as_secs_f64() / took.as_secs_f64(),
+        100.0 * OVERHEAD_TARGET,
+    );
+
+    // 4. Memory.
+    let argon2_share = u64::from(argon2.memory_kib) * cores as u64;
+    match peak {
+        Some(peak) => println!(
+            "peak memory (VmHWM) after the import: {:.1} MiB; argon2's share at most {:.1} MiB ({} KiB × {cores} concurrent hashes)",
+            peak as f64 / 1024.0,
+            argon2_share as f64 / 1024.0,
+            argon2.memory_kib,
+        ),
+        None => println!("peak memory: /proc/self/status not readable"),
+    }
+    Ok(())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
