@@ -74,12 +74,15 @@ pub struct Slips {
 }
 
 /// Log-in throttling: failures allowed per account and per client address within a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Login {
     pub account_failures: u32,
     pub account_window_secs: u64,
     pub address_failures: u32,
     pub address_window_secs: u64,
+    /// Reverse proxies whose `X-Forwarded-For` names the client; without them every student
+    /// behind the proxy would share one address's failures.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for Login {
@@ -89,6 +92,7 @@ impl Default for Login {
             account_window_secs: 900,
             address_failures: 50,
             address_window_secs: 900,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -383,6 +387,19 @@ impl Config {
                     address_window_secs: file
                         .address_window_secs
                         .unwrap_or(defaults.address_window_secs),
+                    trusted_proxies: file
+                        .trusted_proxies
+                        .iter()
+                        .map(|address| {
+                            address.get_ref().parse().map_err(|_| {
+                                invalid(
+                                    address.span(),
+                                    "login.trusted_proxies",
+                                    format!("`{}` is not an IP address", address.get_ref()),
+                                )
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
                 }
             }
         };
@@ -694,6 +711,8 @@ struct LoginFile {
     account_window_secs: Option<u64>,
     address_failures: Option<u32>,
     address_window_secs: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<Spanned<String>>,
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ pub async fn provider(config: &Config, clock: Clock) -> Result<Provider, Error> 
 pub async fn state(config: &Config, clock: Clock) -> Result<http::AppState, Error> {
     Ok(http::AppState {
         provider: provider(config, clock).await?,
-        limiter: Arc::new(Limiter::new(config.login)),
+        limiter: Arc::new(Limiter::new(config.login.clone())),
     })
 }
 

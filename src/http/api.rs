@@ -451,6 +451,13 @@ async fn collect_slips(
     Ok(no_store(response))
 }
 
+fn client(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|value| value.to_str().ok());
+    state.limiter.client(peer.ip(), forwarded)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct LoginBody {
@@ -473,7 +480,7 @@ async fn login(
             &body.school,
             body.username.trim(),
             &body.password,
-            peer.ip(),
+            client(&state, peer, &headers),
         )
         .await
         .map_err(|e| ApiError::roster(e, &request_id(&headers)))?;
@@ -517,7 +524,7 @@ async fn change_password(
             body.username.trim(),
             &body.password,
             &body.new_password,
-            peer.ip(),
+            client(&state, peer, &headers),
         )
         .await
         .map_err(|e| ApiError::roster(e, &request_id(&headers)))?;

@@ -22,6 +22,20 @@ pub struct Limiter {
 }
 
 impl Limiter {
+    /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
+    /// address in `X-Forwarded-For` that is not one.
+    pub fn client(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        if !self.config.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        forwarded_for
+            .into_iter()
+            .flat_map(|header| header.rsplit(','))
+            .map_while(|hop| hop.trim().parse::<IpAddr>().ok())
+            .find(|hop| !self.config.trusted_proxies.contains(hop))
+            .unwrap_or(peer)
+    }
+
     pub fn new(config: config::Login) -> Limiter {
         Limiter {
             config,
@@ -297,4 +311,60 @@ enum Verdict<'a> {
         must_change: bool,
         school: &'a School,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::Limiter;
+    use crate::config::Login;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn failures_are_counted_per_account_and_per_address() {
+        let limiter = Limiter::new(Login {
+            account_failures: 2,
+            address_failures: 3,
+            ..Login::default()
+        });
+        let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+        limiter.fail("north", "SmithJ", a);
+        assert!(limiter.wait("north", "smithj", a).is_none());
+        limiter.fail("north", "smithj", b);
+        // The account is throttled from every address, whatever the case of its name.
+        assert!(limiter.wait("north", "SMITHJ", ip("192.0.2.9")).is_some());
+        assert!(limiter.wait("south", "smithj", a).is_none());
+        // A success clears the account, not the address.
+        limiter.succeed("north", "smithj");
+        assert!(limiter.wait("north", "smithj", ip("192.0.2.9")).is_none());
+        limiter.fail("north", "jonesa", a);
+        limiter.fail("north", "browne", a);
+        let wait = limiter.wait("north", "anyone", a).unwrap();
+        assert!(wait.as_secs() <= 900 && wait.as_secs() >= 899, "{wait:?}");
+        assert!(limiter.wait("north", "anyone", b).is_none());
+    }
+
+    #[test]
+    fn a_trusted_proxy_names_the_client() {
+        let limiter = Limiter::new(Login {
+            trusted_proxies: vec![ip("127.0.0.1"), ip("10.0.0.5")],
+            ..Login::default()
+        });
+        let forwarded = Some("198.51.100.7, 203.0.113.9, 10.0.0.5");
+        assert_eq!(
+            limiter.client(ip("127.0.0.1"), forwarded),
+            ip("203.0.113.9")
+        );
+        // An untrusted peer's header is ignored: anyone can send one.
+        assert_eq!(limiter.client(ip("192.0.2.1"), forwarded), ip("192.0.2.1"));
+        assert_eq!(limiter.client(ip("127.0.0.1"), None), ip("127.0.0.1"));
+        assert_eq!(
+            limiter.client(ip("127.0.0.1"), Some("garbage")),
+            ip("127.0.0.1")
+        );
+    }
 }
