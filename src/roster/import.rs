@@ -257,7 +257,14 @@ impl Provider {
         let mut seen_emails: HashMap<String, u64> = HashMap::new();
         let mut seen_numbers: HashMap<String, u64> = HashMap::new();
         let mut seen_names: HashMap<String, u64> = HashMap::new();
-        let mut planned_names: HashSet<String> = HashSet::new();
+        // Usernames the paste asks for explicitly: generated names step around them, wherever
+        // the rows are.
+        let mut planned_names: HashSet<String> = pasted
+            .rows
+            .iter()
+            .map(|row| row.get(Column::UserName).to_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
         let mut rows = Vec::with_capacity(pasted.rows.len());
         let mut plan = Vec::new();
         let mut joining = Vec::new();
@@ -454,7 +461,13 @@ impl Provider {
             let (record, password) = account?;
             hashed.push((index, record, password));
         }
-        hashed.sort_by_key(|(index, ..)| *index);
+        // Explicit usernames are written first, so a generated name can never take one.
+        hashed.sort_by_key(|(index, record, _)| {
+            (
+                matches!(record.user_name, store::UserName::Generate { .. }),
+                *index,
+            )
+        });
         let mut new_accounts = Vec::with_capacity(hashed.len());
         let mut secrets = Vec::with_capacity(hashed.len());
         for (index, record, password) in hashed {
