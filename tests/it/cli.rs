@@ -70,6 +70,21 @@ impl Setup {
     }
 
     /// `token create`, returning the token printed on the last line.
+    /// `rollcall admin create` for an admin of north: the API token on its last line.
+    pub fn create_admin(&self, username: &str) -> String {
+        let stdout = self.ok(&[
+            "admin",
+            "create",
+            "--school",
+            "north",
+            "--username",
+            username,
+        ]);
+        let token = stdout.lines().last().unwrap_or_default().to_owned();
+        assert!(token.starts_with("rca_"), "{stdout}");
+        token
+    }
+
     pub fn create_token(&self, school: &str, source: &str) -> String {
         let stdout = self.ok(&["token", "create", "--school", school, "--source", source]);
         let last = stdout.lines().last().unwrap_or_default();

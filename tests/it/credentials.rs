@@ -525,21 +525,6 @@ async fn a_scim_password_logs_in_at_once_and_makes_no_slip() {
 
 // --- Helpers for the real binary (Setup). ---
 
-/// `rollcall admin create` for north: the admin's API token.
-fn create_admin(setup: &Setup) -> String {
-    let stdout = setup.ok(&[
-        "admin",
-        "create",
-        "--school",
-        "north",
-        "--username",
-        "office",
-    ]);
-    let token = stdout.lines().last().unwrap_or_default().to_owned();
-    assert!(token.starts_with("rca_"), "{stdout}");
-    token
-}
-
 /// A POST with a JSON body (and a bearer token, if given): `(status, JSON body)`.
 async fn post_json(url: String, token: Option<&str>, body: &Value) -> (StatusCode, Value) {
     let mut request = reqwest::Client::new()
@@ -767,7 +752,7 @@ fn class_list(prefix: &str, count: usize) -> String {
 #[tokio::test]
 async fn no_password_or_token_reaches_the_store_or_the_debug_log() {
     let setup = Setup::new();
-    let admin = create_admin(&setup);
+    let admin = setup.create_admin("office");
     let daemon = setup
         .serve(&[("ROLLCALL_LOG", "debug,tower_http=debug")])
         .await;
@@ -872,7 +857,7 @@ async fn assert_whole(setup: &Setup, users: &[[String; 4]]) {
 async fn a_class_import_killed_mid_way_is_whole_and_finishes_when_pasted_again() {
     const ROWS: usize = 400;
     let setup = Setup::new();
-    let admin = create_admin(&setup);
+    let admin = setup.create_admin("office");
     let token = setup.create_token("north", "entra");
     // sqlx logs each statement at debug: the first user INSERT says the transaction is open.
     let daemon = setup.serve(&[("ROLLCALL_LOG", "debug")]).await;

@@ -117,9 +117,14 @@ digits = 2
 
 impl TestApp {
     pub async fn start() -> TestApp {
+        TestApp::start_with(|text| text).await
+    }
+
+    /// A daemon whose configuration is `edit` applied to [`config_text`].
+    pub async fn start_with(edit: impl FnOnce(String) -> String) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let config = Config::parse(&config_text(&dir.path().join("rollcall.db")), dir.path())
-            .expect("test config");
+        let text = edit(config_text(&dir.path().join("rollcall.db")));
+        let config = Config::parse(&text, dir.path()).expect("test config");
         let state = rollcall::state(&config, Clock::system())
             .await
             .expect("state");
@@ -171,6 +176,11 @@ impl TestApp {
             server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// A SCIM request as north's client (`token`).
+    pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        self.send_as(&self.token, method, path, body, &[]).await
     }
 
     /// Sends a request with this token; `body` is sent as JSON when given.
@@ -489,4 +499,21 @@ pub fn url_encode(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The rows of a class import's preview or result.
+#[track_caller]
+pub fn rows(reply: &Reply) -> &Vec<Value> {
+    reply.body["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows ({}): {}", reply.status, reply.body))
+}
+
+/// The import row with this spreadsheet row number (the header is row 1).
+#[track_caller]
+pub fn row(reply: &Reply, number: u64) -> &Value {
+    rows(reply)
+        .iter()
+        .find(|row| row["row"] == number)
+        .unwrap_or_else(|| panic!("no row {number}: {}", reply.body))
 }

@@ -17,14 +17,6 @@ use crate::harness::*;
 
 const SCHOOL_USER_URN: &str = "urn:rollcall:params:scim:schemas:extension:school:2.0:User";
 
-/// The rows of an import reply.
-#[track_caller]
-fn rows(reply: &Reply) -> &Vec<Value> {
-    reply.body["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no rows: {}", reply.body))
-}
-
 /// `(row, action, userName)` of every row, in order.
 fn summary(reply: &Reply) -> Vec<(u64, String, String)> {
     rows(reply)
@@ -57,15 +49,6 @@ fn created_rows(reply: &Reply) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// The row with this spreadsheet row number.
-#[track_caller]
-fn row(reply: &Reply, number: usize) -> &Value {
-    rows(reply)
-        .iter()
-        .find(|r| r["row"] == number)
-        .unwrap_or_else(|| panic!("no row {number}: {}", reply.body))
 }
 
 /// `(field, message)` of a row's errors.
@@ -830,21 +813,6 @@ async fn a_dry_run_shows_the_usernames_it_would_give_and_writes_nothing() {
 
 // --- The `rollcall import` command (the real binary). ---
 
-/// Runs `rollcall admin create` for north's `office`, returning the token on its last line.
-fn create_admin(setup: &Setup) -> String {
-    let stdout = setup.ok(&[
-        "admin",
-        "create",
-        "--school",
-        "north",
-        "--username",
-        "office",
-    ]);
-    let token = stdout.lines().last().unwrap_or_default().to_owned();
-    assert!(token.starts_with("rca_"), "{stdout}");
-    token
-}
-
 /// Writes a class list into the setup's directory, returning its path as a string.
 fn write_list(setup: &Setup, name: &str, text: &str) -> String {
     let path = setup.dir.path().join(name);
@@ -902,7 +870,7 @@ const CLI_NAMES: [&str; 3] = ["lovelacea", "turinga", "hopperg"];
 #[tokio::test]
 async fn the_import_command_previews_creates_writes_private_slips_and_refuses_errors() {
     let setup = Setup::new();
-    let admin_token = create_admin(&setup);
+    let admin_token = setup.create_admin("office");
     let list = write_list(&setup, "7x.txt", CLI_LIST);
 
     // A dry run prints the table and writes nothing.
@@ -1006,7 +974,7 @@ async fn the_import_command_previews_creates_writes_private_slips_and_refuses_er
 #[tokio::test]
 async fn the_import_command_reads_standard_input() {
     let setup = Setup::new();
-    let admin_token = create_admin(&setup);
+    let admin_token = setup.create_admin("office");
     let mut child = setup
         .command(&["import", "--school", "north", "--group", "8Q", "-"])
         .stdin(Stdio::piped())

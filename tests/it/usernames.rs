@@ -4,177 +4,39 @@
 //! reserved names and names freed by a deletion are skipped; a username given explicitly is
 //! kept exactly or refused with the reason; and a username never changes once given.
 //!
-//! The tests needing another `[schools.usernames]` than the harness's start their own daemon
-//! in-process ([`Configured`]) with the harness's configuration plus that section.
+//! The tests needing another `[schools.usernames]` than the harness's start a daemon with the
+//! harness's configuration plus that section.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
-use rollcall::clock::Clock;
-use rollcall::config::Config;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 
 use crate::harness::*;
 
 // --- Daemons --------------------------------------------------------------------------------
 
-/// What these tests need of a daemon: north's admin API (as north's admin) and north's SCIM
-/// endpoint (as north's `entra` client).
-trait North {
-    /// `/api/v1{path}` as north's admin.
-    async fn admin(&self, method: Method, path: &str, body: Option<ApiBody<'_>>) -> Reply;
-    /// `/scim/v2{path}` as north's SCIM client.
-    async fn scim(&self, method: Method, path: &str, body: Option<&Value>) -> Reply;
-}
-
-impl North for TestApp {
-    async fn admin(&self, method: Method, path: &str, body: Option<ApiBody<'_>>) -> Reply {
-        self.api(method, path, body).await
-    }
-
-    async fn scim(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
-        self.send_as(&self.token, method, path, body, &[]).await
-    }
-}
-
-/// A daemon like [`TestApp`] (same schools, in-process, its own store) whose school `north`
-/// has this `[schools.usernames]` section.
-struct Configured {
-    root: String,
-    admin_token: String,
-    scim_token: String,
-    http: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<Result<(), rollcall::Error>>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Configured {
-    async fn start(usernames: &str) -> Configured {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let base = config_text(&dir.path().join("rollcall.db"));
+/// A daemon whose school `north` has this `[schools.usernames]` section.
+async fn configured(usernames: &str) -> TestApp {
+    TestApp::start_with(|base| {
         let south = "\n[[schools]]\nid = \"south\"";
         assert!(base.contains(south), "the harness configuration changed");
-        let text = base.replacen(
+        base.replacen(
             south,
             &format!("\n[schools.usernames]\n{usernames}\n{south}"),
             1,
-        );
-        let config = Config::parse(&text, dir.path()).expect("test config");
-        let state = rollcall::state(&config, Clock::system())
-            .await
-            .expect("state");
-        let store = &state.provider.store;
-        let clock = Clock::system();
-        let (_, scim_token) = rollcall::token::create(store, &clock, "north", "entra")
-            .await
-            .expect("token");
-        store
-            .insert_admin("north", "admin-north", "office", clock.now())
-            .await
-            .expect("admin");
-        let (_, admin_token) = rollcall::token::create_admin(store, &clock, "north", "office")
-            .await
-            .expect("admin token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let root = format!("http://{}", listener.local_addr().expect("address"));
-        let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(rollcall::serve(
-            state,
-            config.server,
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Configured {
-            root,
-            admin_token,
-            scim_token,
-            http: reqwest::Client::new(),
-            shutdown: Some(tx),
-            server: Some(server),
-            _dir: dir,
-        }
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or(Value::String(text))
-        };
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.expect("join").expect("server result");
-        }
-    }
-}
-
-impl Drop for Configured {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl North for Configured {
-    async fn admin(&self, method: Method, path: &str, body: Option<ApiBody<'_>>) -> Reply {
-        let mut request = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.root))
-            .bearer_auth(&self.admin_token);
-        request = match body {
-            Some(ApiBody::Json(json)) => request
-                .header("content-type", "application/json")
-                .body(json.to_string()),
-            Some(ApiBody::Text(text)) => request
-                .header("content-type", "text/plain; charset=utf-8")
-                .body(text.to_owned()),
-            None => request,
-        };
-        self.send(request).await
-    }
-
-    async fn scim(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
-        let mut request = self
-            .http
-            .request(method, format!("{}/scim/v2{path}", self.root))
-            .bearer_auth(&self.scim_token);
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/scim+json")
-                .body(body.to_string());
-        }
-        self.send(request).await
-    }
+        )
+    })
+    .await
 }
 
 // --- Admin API helpers ----------------------------------------------------------------------
 
 /// `POST /schools/north/users` with this JSON body.
-async fn create(app: &impl North, body: Value) -> Reply {
-    app.admin(
+async fn create(app: &TestApp, body: Value) -> Reply {
+    app.api(
         Method::POST,
         "/schools/north/users",
         Some(ApiBody::Json(&body)),
@@ -183,7 +45,7 @@ async fn create(app: &impl North, body: Value) -> Reply {
 }
 
 /// Creates a north account from its names alone, asserting 201; returns its username.
-async fn create_named(app: &impl North, first: &str, surname: &str) -> String {
+async fn create_named(app: &TestApp, first: &str, surname: &str) -> String {
     let reply = create(app, json!({ "firstName": first, "surname": surname })).await;
     assert_eq!(
         reply.status,
@@ -195,8 +57,8 @@ async fn create_named(app: &impl North, first: &str, surname: &str) -> String {
 }
 
 /// Pastes `text` into north's group `group` (`query` e.g. `dry_run=true`).
-async fn paste(app: &impl North, group: &str, query: &str, text: &str) -> Reply {
-    app.admin(
+async fn paste(app: &TestApp, group: &str, query: &str, text: &str) -> Reply {
+    app.api(
         Method::POST,
         &format!(
             "/schools/north/groups/{}/students:bulk?{query}",
@@ -225,14 +87,6 @@ fn names_sheet(rows: &[(&str, &str)]) -> String {
     sheet(&["First name", "Surname"], &rows)
 }
 
-/// The rows of an import's preview or result.
-#[track_caller]
-fn rows(reply: &Reply) -> &Vec<Value> {
-    reply.body["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no rows ({}): {}", reply.status, reply.body))
-}
-
 /// The `userName` of each row, in row order ("" for a row without one).
 fn row_names(reply: &Reply) -> Vec<String> {
     rows(reply)
@@ -247,15 +101,6 @@ fn actions(reply: &Reply) -> Vec<String> {
         .iter()
         .map(|row| row["action"].as_str().unwrap_or_default().to_owned())
         .collect()
-}
-
-/// The one row numbered `number` (the header is row 1).
-#[track_caller]
-fn row(reply: &Reply, number: u64) -> &Value {
-    rows(reply)
-        .iter()
-        .find(|row| row["row"] == number)
-        .unwrap_or_else(|| panic!("no row {number}: {}", reply.body))
 }
 
 /// The message of a row's error on `field`, asserting the row is an error with one there.
@@ -279,9 +124,9 @@ fn user_name_in(body: &Value) -> String {
 }
 
 /// The usernames of the students of north's group `group`, sorted.
-async fn group_students(app: &impl North, group: &str) -> Vec<String> {
+async fn group_students(app: &TestApp, group: &str) -> Vec<String> {
     let reply = app
-        .admin(
+        .api(
             Method::GET,
             &format!("/schools/north/groups/{}", url_encode(group)),
             None,
@@ -301,9 +146,9 @@ async fn group_students(app: &impl North, group: &str) -> Vec<String> {
 // --- SCIM helpers ---------------------------------------------------------------------------
 
 /// The users matching a SCIM filter (as north's SCIM client), asserting 200.
-async fn scim_users(app: &impl North, filter: &str) -> Vec<Value> {
+async fn scim_users(app: &TestApp, filter: &str) -> Vec<Value> {
     let path = format!("/Users?count=500&filter={}", url_encode(filter));
-    let reply = app.scim(Method::GET, &path, None).await;
+    let reply = app.send(Method::GET, &path, None).await;
     assert_eq!(reply.status, StatusCode::OK, "{filter}: {}", reply.body);
     let found = reply.body["Resources"]
         .as_array()
@@ -319,19 +164,19 @@ async fn scim_users(app: &impl North, filter: &str) -> Vec<Value> {
 }
 
 /// The usernames matching a SCIM filter, sorted.
-async fn scim_names(app: &impl North, filter: &str) -> Vec<String> {
+async fn scim_names(app: &TestApp, filter: &str) -> Vec<String> {
     user_names(&json!({ "Resources": scim_users(app, filter).await }))
 }
 
 /// The one account whose username is `name` (any case), read through SCIM.
-async fn scim_user(app: &impl North, name: &str) -> Value {
+async fn scim_user(app: &TestApp, name: &str) -> Value {
     let mut found = scim_users(app, &format!("userName eq \"{name}\"")).await;
     assert_eq!(found.len(), 1, "userName eq {name}: {found:?}");
     found.remove(0)
 }
 
 /// Creates a SCIM user (as north's `entra` client) with these names; returns its id.
-async fn scim_create(app: &impl North, user_name: &str, given: &str, family: &str) -> String {
+async fn scim_create(app: &TestApp, user_name: &str, given: &str, family: &str) -> String {
     let body = entra_user(
         user_name,
         given,
@@ -339,7 +184,7 @@ async fn scim_create(app: &impl North, user_name: &str, given: &str, family: &st
         &format!("{given}.{family}@north.example").to_lowercase(),
         &format!("{user_name}-ext"),
     );
-    let reply = app.scim(Method::POST, "/Users", Some(&body)).await;
+    let reply = app.send(Method::POST, "/Users", Some(&body)).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     assert_eq!(reply.body["userName"], user_name);
     id_of(&reply.body)
@@ -843,7 +688,7 @@ async fn scim_cannot_rename_an_account_an_admin_created() {
     let id = id_of(&scim_user(&app, "browna").await);
 
     let reply = app
-        .scim(
+        .send(
             Method::PATCH,
             &format!("/Users/{id}"),
             Some(&patch_request(json!([
@@ -862,7 +707,7 @@ async fn changing_a_scim_users_family_name_keeps_its_username() {
     let app = TestApp::start().await;
     let id = scim_create(&app, "cole.k", "Kit", "Cole").await;
     let reply = app
-        .scim(
+        .send(
             Method::PATCH,
             &format!("/Users/{id}"),
             Some(&patch_request(json!([
@@ -874,7 +719,7 @@ async fn changing_a_scim_users_family_name_keeps_its_username() {
     assert_eq!(reply.body["userName"], "cole.k");
     assert_eq!(reply.body["name"]["familyName"], "Cole-Baker");
 
-    let read = app.scim(Method::GET, &format!("/Users/{id}"), None).await;
+    let read = app.send(Method::GET, &format!("/Users/{id}"), None).await;
     assert_eq!(read.body["userName"], "cole.k", "{}", read.body);
     assert!(
         scim_names(&app, "userName sw \"colebaker\"")
@@ -920,7 +765,7 @@ async fn a_deleted_accounts_username_is_not_given_out_again() {
     let app = TestApp::start().await;
     let id = scim_create(&app, "greene", "Eve", "Green").await;
     let deleted = app
-        .scim(Method::DELETE, &format!("/Users/{id}"), None)
+        .send(Method::DELETE, &format!("/Users/{id}"), None)
         .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     assert!(scim_names(&app, "userName sw \"greene\"").await.is_empty());
@@ -968,11 +813,11 @@ async fn a_deleted_accounts_username_is_not_given_out_again() {
 
 #[tokio::test]
 async fn a_school_with_reuse_after_days_zero_gives_a_freed_name_out_at_once() {
-    let app = Configured::start("reuse_after_days = 0").await;
+    let app = configured("reuse_after_days = 0").await;
     for name in ["greene", "hilla"] {
         let id = scim_create(&app, name, "Someone", "Else").await;
         let deleted = app
-            .scim(Method::DELETE, &format!("/Users/{id}"), None)
+            .send(Method::DELETE, &format!("/Users/{id}"), None)
             .await;
         assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
     }
@@ -1010,7 +855,7 @@ async fn generation_skips_a_built_in_reserved_name() {
 
 #[tokio::test]
 async fn generation_skips_a_name_the_school_reserves() {
-    let app = Configured::start("template = \"{surname}\"\nreserved = [\"Office\"]").await;
+    let app = configured("template = \"{surname}\"\nreserved = [\"Office\"]").await;
     let text = names_sheet(&[("Ann", "Office"), ("Ben", "Office")]);
     let preview = paste(&app, "Staff room", "dry_run=true", &text).await;
     assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
