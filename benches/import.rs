@@ -5,8 +5,10 @@
 //! store in a temporary directory, it measures:
 //! 1. the time of one argon2id hash at the configured parameters (median of sequential hashes,
 //!    nothing else running), hence the bound: cores ÷ that time, in accounts per second;
+//!    and, for comparison, the rate with every core hashing at once (cores share caches and
+//!    memory bandwidth, so they do not quite scale);
 //! 2. a committed import of `BENCH_STUDENTS` pasted rows (default 10,000) into a new group, at
-//!    those parameters: accounts per second, and the ratio to the bound;
+//!    those parameters, after its preview (a dry run): accounts per second, and the ratios;
 //! 3. the same import into a fresh store with the cheapest argon2 parameters allowed
 //!    (m=8 KiB, t=1): what the import costs besides hashing, as a share of (2);
 //! 4. peak resident memory (VmHWM) against argon2's share, memory × concurrent hashes.
@@ -104,15 +106,29 @@ fn config(dir: &std::path::Path, argon2: Argon2) -> anyhow::Result<Config> {
     Config::parse(&text, dir).map_err(|e| anyhow!("{e}"))
 }
 
-/// Imports `students` rows into a fresh store; returns the time the committed import took.
-async fn import(argon2: Argon2, students: usize) -> anyhow::Result<Duration> {
+/// Imports `students` rows into a fresh store; returns the time the committed import took, and
+/// the time its preview (a dry run) took before it.
+async fn import(argon2: Argon2, students: usize) -> anyhow::Result<(Duration, Duration)> {
     let dir = tempfile::tempdir().context("temporary directory")?;
     let provider = rollcall::provider(&config(dir.path(), argon2)?, Clock::system()).await?;
-    let request = Request {
+    let mut request = Request {
         group: "Year group".into(),
         text: class_list(students),
+        dry_run: true,
         ..Request::default()
     };
+    let started = Instant::now();
+    let preview = provider
+        .import(&Admin::cli("bench"), &request)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let previewed = started.elapsed();
+    ensure!(
+        preview.counts.create == students,
+        "the preview plans {} of {students} rows",
+        preview.counts.create
+    );
+    request.dry_run = false;
     let started = Instant::now();
     let outcome = provider
         .import(&Admin::cli("bench"), &request)
@@ -130,12 +146,12 @@ async fn import(argon2: Argon2, students: usize) -> anyhow::Result<Duration> {
         created == students,
         "{created} of {students} rows were created with a password"
     );
-    Ok(took)
+    Ok((took, previewed))
 }
 
 async fn run() -> anyhow::Result<()> {
     let students = env_number("BENCH_STUDENTS", 10_000)?;
-    let samples = env_number("BENCH_HASH_SAMPLES", 30)?;
+    let samples = env_number("BENCH_HASH_SAMPLES", 100)?;
     let argon2 = Argon2::default();
     let cores = rollcall::password::cores();
     println!(
@@ -163,14 +179,38 @@ async fn run() -> anyhow::Result<()> {
         ms(one_hash),
     );
 
+    // 1b. One hash per core, all at once: how far the cores scale together (they share caches
+    // and memory bandwidth, which argon2 leans on).
+    let all_cores = Hasher::new(argon2, cores)?;
+    let together = 2 * samples.max(cores) / cores * cores;
+    let started = Instant::now();
+    let mut hashing = tokio::task::JoinSet::new();
+    for i in 0..together {
+        let hasher = all_cores.clone();
+        hashing.spawn(async move { hasher.hash(&format!("together-{i}")).await });
+    }
+    while let Some(done) = hashing.join_next().await {
+        done??;
+    }
+    let sustained = together as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{cores} hashes at a time: {sustained:.1} hashes/s = {:.1}% of the bound (how well the cores scale)",
+        100.0 * sustained / bound
+    );
+
     // 2. The real import.
-    let took = import(argon2, students).await?;
+    let (took, previewed) = import(argon2, students).await?;
     let rate = students as f64 / took.as_secs_f64();
     println!(
-        "import: {students} accounts in {:.1} s = {rate:.1} accounts/s = {:.1}% of the bound (target ≥ {:.0}%)",
+        "preview (dry run) of {students} rows: {:.2} s",
+        previewed.as_secs_f64()
+    );
+    println!(
+        "import: {students} accounts in {:.1} s = {rate:.1} accounts/s = {:.1}% of the bound (target ≥ {:.0}%), {:.1}% of {cores} hashes at a time",
         took.as_secs_f64(),
         100.0 * rate / bound,
         100.0 * BOUND_TARGET,
+        100.0 * rate / sustained,
     );
     let peak = peak_memory_kib();
 
@@ -180,7 +220,7 @@ async fn run() -> anyhow::Result<()> {
         iterations: 1,
         parallelism: 1,
     };
-    let rest = import(cheap, students).await?;
+    let (rest, _) = import(cheap, students).await?;
     println!(
         "without hashing (argon2 m=8 KiB t=1): {:.2} s = {:.1}% of the import (target < {:.0}%)",
         rest.as_secs_f64(),

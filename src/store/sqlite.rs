@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
@@ -273,7 +273,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
-        insert(&mut tx, scope, kind, id, new, stamp).await?;
+        insert(&mut tx, scope, kind, id, new, stamp, None).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -335,7 +335,7 @@ impl Store {
                 .await,
             };
         updated.map_err(|e| conflict(e, kind, &new.index.name))?;
-        write_dependents(&mut tx, scope, kind, id, new).await?;
+        write_dependents(&mut tx, scope, kind, id, new, false).await?;
         if new.password_hash.is_some() {
             // The slip's password no longer works.
             sqlx::query("DELETE FROM pending_slips WHERE user_id = ?1")
@@ -514,7 +514,8 @@ fn links_column(kind: Kind) -> &'static str {
     }
 }
 
-/// Inserts a resource with its dependents, its credential and its audit event.
+/// Inserts a resource with its dependents, its credential and its audit event. `names`, when
+/// given, holds the school's names as of this transaction (see [`Names`]).
 async fn insert(
     tx: &mut Transaction<'static, Sqlite>,
     scope: &Scope,
@@ -522,65 +523,32 @@ async fn insert(
     id: &str,
     new: &NewRecord,
     stamp: Stamp<'_>,
+    names: Option<&mut Names>,
 ) -> Result<String> {
-    let now = format_time(stamp.at);
-    let (name, data) = match kind {
-        Kind::User => {
-            let name = settle_user_name(tx, scope, new).await?;
-            let mut data = new.data.clone();
-            data.insert("userName".into(), Value::String(name.clone()));
-            (name, Value::Object(data).to_string())
-        }
-        Kind::Group => (
-            new.index.name.clone(),
-            Value::Object(new.data.clone()).to_string(),
-        ),
-    };
-    let inserted =
-        match kind {
-            Kind::User => sqlx::query(
-                "INSERT INTO users (id, school_id, source, user_name, user_name_key, external_id, \
-                 active, data, password_hash, must_change, password_set_at, created_at, \
-                 modified_at, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, 1)",
-            )
-            .bind(id)
-            .bind(&scope.school_id)
-            .bind(&scope.source)
-            .bind(&name)
-            .bind(name.to_lowercase())
-            .bind(&new.index.external_id)
-            .bind(new.index.active)
-            .bind(&data)
-            .bind(&new.password_hash)
-            .bind(new.password_hash.is_some() && new.must_change)
-            .bind(new.password_hash.as_ref().map(|_| &now))
-            .bind(&now)
-            .execute(&mut **tx)
-            .await,
-            Kind::Group => {
-                sqlx::query(
-                    "INSERT INTO groups (id, school_id, source, display_name, display_name_key, \
-                 external_id, data, created_at, modified_at, version) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
-                )
-                .bind(id)
-                .bind(&scope.school_id)
-                .bind(&scope.source)
-                .bind(&name)
-                .bind(name.to_lowercase())
-                .bind(&new.index.external_id)
-                .bind(&data)
-                .bind(&now)
-                .execute(&mut **tx)
-                .await
-            }
-        };
-    inserted.map_err(|e| conflict(e, kind, &name))?;
-    write_dependents(tx, scope, kind, id, new).await?;
-    if let Some(slip) = &new.slip {
-        write_slip(tx, scope, id, slip, &now).await?;
+    if kind == Kind::User {
+        let mut names = insert_users(tx, scope, &[(id, new)], stamp, names).await?;
+        return names.pop().ok_or(Error::NotFound);
     }
+    let now = format_time(stamp.at);
+    let name = &new.index.name;
+    let data = Value::Object(new.data.clone()).to_string();
+    sqlx::query(
+        "INSERT INTO groups (id, school_id, source, display_name, display_name_key, \
+         external_id, data, created_at, modified_at, version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1)",
+    )
+    .bind(id)
+    .bind(&scope.school_id)
+    .bind(&scope.source)
+    .bind(name)
+    .bind(name.to_lowercase())
+    .bind(&new.index.external_id)
+    .bind(&data)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict(e, kind, name))?;
+    write_dependents(tx, scope, kind, id, new, true).await?;
     let after = audited(tx, kind, id, &data).await?;
     audit(
         tx,
@@ -594,7 +562,142 @@ async fn insert(
         &now,
     )
     .await?;
-    Ok(name)
+    Ok(name.clone())
+}
+
+/// Rows per multi-row INSERT: well inside SQLite's 32,766 bound parameters.
+const CHUNK: usize = 500;
+
+/// Inserts new users with their e-mail keys, credentials, slips and audit events; returns the
+/// `userName` each got. Names are settled one by one (in order), then the rows are written with
+/// multi-row INSERTs: a class import of thousands of students costs a few dozen statements,
+/// not several per student.
+async fn insert_users(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    accounts: &[(&str, &NewRecord)],
+    stamp: Stamp<'_>,
+    mut names: Option<&mut Names>,
+) -> Result<Vec<String>> {
+    let now = format_time(stamp.at);
+    let mut rows = Vec::with_capacity(accounts.len());
+    for &(id, new) in accounts {
+        let name = settle_user_name(tx, scope, new, names.as_deref_mut()).await?;
+        let mut data = new.data.clone();
+        data.insert("userName".into(), Value::String(name.clone()));
+        rows.push((id, new, name, Value::Object(data).to_string()));
+    }
+    for chunk in rows.chunks(CHUNK) {
+        let mut users = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO users (id, school_id, source, user_name, user_name_key, external_id, \
+             active, data, password_hash, must_change, password_set_at, created_at, \
+             modified_at, version) ",
+        );
+        users.push_values(chunk, |mut row, (id, new, name, data)| {
+            row.push_bind(*id)
+                .push_bind(&scope.school_id)
+                .push_bind(&scope.source)
+                .push_bind(name)
+                .push_bind(name.to_lowercase())
+                .push_bind(&new.index.external_id)
+                .push_bind(new.index.active)
+                .push_bind(data)
+                .push_bind(&new.password_hash)
+                .push_bind(new.password_hash.is_some() && new.must_change)
+                .push_bind(new.password_hash.as_ref().map(|_| &now))
+                .push_bind(&now)
+                .push_bind(&now)
+                .push_bind(1_i64);
+        });
+        users.build().execute(&mut **tx).await.map_err(|e| {
+            let name = chunk.first().map(|row| row.2.as_str()).unwrap_or_default();
+            conflict(e, Kind::User, if chunk.len() == 1 { name } else { "" })
+        })?;
+        let emails: Vec<(&str, &Option<String>, &String)> = chunk
+            .iter()
+            .flat_map(|(id, new, ..)| {
+                new.index
+                    .emails
+                    .iter()
+                    .map(move |(kind, value)| (*id, kind, value))
+            })
+            .collect();
+        for emails in emails.chunks(CHUNK) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO user_emails (user_id, school_id, type_key, value_key) ",
+            );
+            insert.push_values(emails, |mut row, (id, kind, value)| {
+                row.push_bind(*id)
+                    .push_bind(&scope.school_id)
+                    .push_bind(kind.as_ref().map(|k| k.to_lowercase()))
+                    .push_bind(value.to_lowercase());
+            });
+            insert.build().execute(&mut **tx).await?;
+        }
+        let mut events = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO audit_events (school_id, at, actor, source, request_id, action, \
+             resource_type, resource_id, before, after) ",
+        );
+        events.push_values(chunk, |mut row, (id, _, _, data)| {
+            row.push_bind(&scope.school_id)
+                .push_bind(&now)
+                .push_bind(&stamp.actor.name)
+                .push_bind(&scope.source)
+                .push_bind(&stamp.actor.request_id)
+                .push_bind("create")
+                .push_bind(Kind::User.name())
+                .push_bind(*id)
+                .push_bind(None::<&str>)
+                .push_bind(data);
+        });
+        events.build().execute(&mut **tx).await?;
+        for (id, new, ..) in chunk {
+            if let Some(slip) = &new.slip {
+                write_slip(tx, scope, id, slip, &now).await?;
+            }
+        }
+    }
+    Ok(rows.into_iter().map(|(_, _, name, _)| name).collect())
+}
+
+/// Every username of a school and every retired one, read once by a transaction that creates
+/// many accounts (a class import) and kept up to date as it inserts, instead of one query per
+/// account. Valid because the transaction holds the write lock.
+pub(super) struct Names {
+    in_use: HashSet<String>,
+    /// Retired name → when.
+    retired: std::collections::HashMap<String, String>,
+}
+
+impl Names {
+    pub(super) async fn load(
+        tx: &mut Transaction<'static, Sqlite>,
+        school_id: &str,
+    ) -> Result<Names> {
+        let in_use: Vec<String> =
+            sqlx::query_scalar("SELECT user_name_key FROM users WHERE school_id = ?1")
+                .bind(school_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        let retired: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_name_key, retired_at FROM retired_user_names WHERE school_id = ?1",
+        )
+        .bind(school_id)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(Names {
+            in_use: in_use.into_iter().collect(),
+            retired: retired.into_iter().collect(),
+        })
+    }
+
+    fn taken(&self, key: &str, retired_after: &str) -> bool {
+        self.in_use.contains(key)
+            || self
+                .retired
+                .get(key)
+                .is_some_and(|at| at.as_str() > retired_after)
+    }
 }
 
 /// The `userName` a new user gets, decided under the write lock.
@@ -602,8 +705,30 @@ async fn settle_user_name(
     tx: &mut Transaction<'static, Sqlite>,
     scope: &Scope,
     new: &NewRecord,
+    names: Option<&mut Names>,
+) -> Result<String> {
+    let name = settle(tx, scope, new, names.as_deref()).await?;
+    if let Some(names) = names {
+        names.in_use.insert(name.to_lowercase());
+    }
+    Ok(name)
+}
+
+async fn settle(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    new: &NewRecord,
+    names: Option<&Names>,
 ) -> Result<String> {
     match &new.user_name {
+        UserName::AsGiven | UserName::Checked { .. }
+            if names.is_some_and(|names| names.in_use.contains(&new.index.name.to_lowercase())) =>
+        {
+            Err(Error::Conflict {
+                field: "userName",
+                value: new.index.name.clone(),
+            })
+        }
         UserName::AsGiven => Ok(new.index.name.clone()),
         UserName::Checked { retired_after } => {
             let key = new.index.name.to_lowercase();
@@ -630,11 +755,22 @@ async fn settle_user_name(
             reserved,
             retired_after,
         } => {
-            let taken = names_like(tx, &scope.school_id, base, *max_len, *retired_after).await?;
-            username::first_free(base, *max_len, |candidate| {
-                taken.contains(candidate) || username::is_reserved(candidate, reserved)
-            })
-            .ok_or_else(|| Error::NamesExhausted(base.clone()))
+            let free = match names {
+                Some(names) => {
+                    let after = format_time(*retired_after);
+                    username::first_free(base, *max_len, |candidate| {
+                        names.taken(candidate, &after) || username::is_reserved(candidate, reserved)
+                    })
+                }
+                None => {
+                    let taken =
+                        names_like(tx, &scope.school_id, base, *max_len, *retired_after).await?;
+                    username::first_free(base, *max_len, |candidate| {
+                        taken.contains(candidate) || username::is_reserved(candidate, reserved)
+                    })
+                }
+            };
+            free.ok_or_else(|| Error::NamesExhausted(base.clone()))
         }
     }
 }
@@ -732,20 +868,24 @@ async fn current(
     Ok(row.try_get(0)?)
 }
 
-/// E-mail keys and memberships, rewritten from the new document.
+/// E-mail keys and memberships, rewritten from the new document (`fresh`: a new resource,
+/// which has none yet).
 async fn write_dependents(
     tx: &mut Transaction<'static, Sqlite>,
     scope: &Scope,
     kind: Kind,
     id: &str,
     new: &NewRecord,
+    fresh: bool,
 ) -> Result<()> {
     match kind {
         Kind::User => {
-            sqlx::query("DELETE FROM user_emails WHERE user_id = ?1")
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
+            if !fresh {
+                sqlx::query("DELETE FROM user_emails WHERE user_id = ?1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
             for (kind, value) in &new.index.emails {
                 sqlx::query(
                     "INSERT INTO user_emails (user_id, school_id, type_key, value_key) \

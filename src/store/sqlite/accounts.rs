@@ -3,7 +3,7 @@
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::{Store, audit, fetch, insert, links_column, record_from_row};
+use super::{Names, Store, audit, fetch, insert, insert_users, links_column, record_from_row};
 use crate::scim::schema::Kind;
 use crate::store::{
     Error, ImportGroup, NewRecord, Result, Scope, Stamp, StoredCredential, TakenSlip, format_time,
@@ -138,40 +138,42 @@ impl Store {
         let (_turn, mut tx) = self.write().await?;
         let group_id = match group {
             ImportGroup::New { id, record } => {
-                insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
+                insert(&mut tx, scope, Kind::Group, id, record, stamp, None).await?;
                 Some(id)
             }
             ImportGroup::Existing(id) => Some(id),
             ImportGroup::None => None,
         };
-        let mut names = Vec::with_capacity(accounts.len());
-        for (id, record) in accounts {
-            names.push(insert(&mut tx, scope, Kind::User, id, record, stamp).await?);
-        }
+        let mut taken = Names::load(&mut tx, &scope.school_id).await?;
+        let accounts: Vec<(&str, &NewRecord)> = accounts
+            .iter()
+            .map(|(id, record)| (id.as_str(), record))
+            .collect();
+        let names = insert_users(&mut tx, scope, &accounts, stamp, Some(&mut taken)).await?;
         let Some(group_id) = group_id else {
             tx.commit().await?;
             return Ok(names);
         };
-        let joining: Vec<&String> = accounts
+        let joining: Vec<&str> = accounts
             .iter()
-            .map(|(id, _)| id)
-            .chain(existing_members)
+            .map(|(id, _)| *id)
+            .chain(existing_members.iter().map(String::as_str))
             .collect();
         if !joining.is_empty() {
             let before = super::current(&mut tx, scope, Kind::Group, group_id, None).await?;
             let before = super::audited(&mut tx, Kind::Group, group_id, &before).await?;
-            for member in &joining {
-                sqlx::query(
-                    "INSERT INTO group_members (group_id, member_id, member_type) \
-                     SELECT ?1, id, 'User' FROM users WHERE school_id = ?2 AND id = ?3 \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(group_id)
-                .bind(&scope.school_id)
-                .bind(member)
-                .execute(&mut *tx)
-                .await?;
-            }
+            // One statement for every member (a JSON array of ids), not one per student.
+            sqlx::query(
+                "INSERT INTO group_members (group_id, member_id, member_type) \
+                 SELECT ?1, j.value, 'User' FROM json_each(?3) j WHERE EXISTS \
+                 (SELECT 1 FROM users u WHERE u.id = j.value AND u.school_id = ?2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(group_id)
+            .bind(&scope.school_id)
+            .bind(serde_json::Value::from_iter(joining.iter().copied()).to_string())
+            .execute(&mut *tx)
+            .await?;
             let now = format_time(stamp.at);
             sqlx::query(
                 "UPDATE groups SET modified_at = ?3, version = version + 1 \
