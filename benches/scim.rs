@@ -278,6 +278,8 @@ async fn start_rollcall(binary: &Path, http: &reqwest::Client) -> anyhow::Result
     let db = dir.path().join("rollcall.db");
     std::fs::write(
         &config,
+        // No first passwords for pushed users (`generate_for_scim = false`): this measures the
+        // SCIM service, as the reference server does; `benches/import.rs` measures hashing.
         format!(
             "data_dir = \"{data}\"\n\n[server]\nlisten = \"127.0.0.1:{port}\"\nshutdown_grace_secs = 2\n\n\
              [store]\nurl = \"sqlite://{db}\"\n\n[[schools]]\nid = \"bench\"\nname = \"Bench\"\n\n\
