@@ -7,6 +7,7 @@ mod bulk;
 mod cli;
 mod clients;
 mod conformance;
+mod courses;
 mod credentials;
 mod discovery;
 mod filters;
