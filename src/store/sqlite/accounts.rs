@@ -144,12 +144,16 @@ impl Store {
             ImportGroup::Existing(id) => Some(id),
             ImportGroup::None => None,
         };
-        let mut taken = Names::load(&mut tx, &scope.school_id).await?;
+        // Reading every name of the school pays off from the second account on.
+        let mut taken = match accounts.len() {
+            0 | 1 => None,
+            _ => Some(Names::load(&mut tx, &scope.school_id).await?),
+        };
         let accounts: Vec<(&str, &NewRecord)> = accounts
             .iter()
             .map(|(id, record)| (id.as_str(), record))
             .collect();
-        let names = insert_users(&mut tx, scope, &accounts, stamp, Some(&mut taken)).await?;
+        let names = insert_users(&mut tx, scope, &accounts, stamp, taken.as_mut()).await?;
         let Some(group_id) = group_id else {
             tx.commit().await?;
             return Ok(names);
