@@ -18,6 +18,7 @@ use super::{
     ADMIN_SOURCE, Admin, CourseView, Error, FieldError, Person, Role, display_name_of,
     school_attribute, user_name_of,
 };
+use crate::config::School;
 use crate::courses;
 use crate::credentials::username;
 use crate::provider::Provider;
@@ -92,6 +93,20 @@ pub struct Counts {
     pub create: usize,
     pub exists: usize,
     pub error: usize,
+}
+
+impl Counts {
+    fn of(rows: &[RowOutcome]) -> Counts {
+        let mut counts = Counts::default();
+        for row in rows {
+            match row.action {
+                Action::Create | Action::Created => counts.create += 1,
+                Action::Exists => counts.exists += 1,
+                Action::Error => counts.error += 1,
+            }
+        }
+        counts
+    }
 }
 
 /// The preview, or the result once committed.
@@ -169,71 +184,9 @@ impl Provider {
         let school = self.school_of(admin)?;
         let pasted = paste::parse(&request.text).map_err(|e| Error::Invalid(e.to_string()))?;
 
-        // The group: an existing one the admins own, or a new one.
         let people = self.people(&admin.scope).await?;
-        let existing = match self.store.find_group(&admin.scope, &request.group).await {
-            Ok(group) => Some(group),
-            Err(store::Error::NotFound) => None,
-            Err(other) => return Err(Error::store(other)),
-        };
-        let (group_outcome, import_group, members) = match existing {
-            Some(group) => {
-                if group.source != ADMIN_SOURCE {
-                    return Err(Error::Forbidden(format!(
-                        "teaching group `{}` belongs to source `{}`; rollcall can only add \
-                         students to groups its admins created",
-                        request.group, group.source
-                    )));
-                }
-                if !request.courses.is_empty() || !request.tutors.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "teaching group `{}` already exists: leave out courses and tutors, \
-                         which only describe a new group",
-                        request.group
-                    )));
-                }
-                let members: HashSet<String> = group.links.iter().map(|l| l.id.clone()).collect();
-                let outcome = GroupOutcome {
-                    id: Some(group.id.clone()),
-                    name: group
-                        .data
-                        .get("displayName")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    new: false,
-                    courses: courses::of_group(&group.data)
-                        .into_iter()
-                        .map(CourseView::from)
-                        .collect(),
-                    tutors: Vec::new(),
-                };
-                (outcome, ImportGroup::Existing(group.id), members)
-            }
-            None => {
-                let tutors = Self::tutor_ids(&people, &request.tutors)?;
-                let record = self.group_record(school, &request.group, &request.courses, tutors)?;
-                let id = uuid::Uuid::now_v7().to_string();
-                let outcome = GroupOutcome {
-                    id: None,
-                    name: record.index.name.clone(),
-                    new: true,
-                    courses: courses::of_group(&record.data)
-                        .into_iter()
-                        .map(CourseView::from)
-                        .collect(),
-                    tutors: request.tutors.clone(),
-                };
-                (
-                    outcome,
-                    ImportGroup::New {
-                        id,
-                        record: Box::new(record),
-                    },
-                    HashSet::new(),
-                )
-            }
-        };
+        let (group_outcome, import_group, members) =
+            self.import_group(admin, school, request, &people).await?;
 
         // Each row: error, existing account, or a new one with the username it would get.
         let known = Known::new(&people);
@@ -418,21 +371,10 @@ impl Provider {
             rows.push(outcome);
         }
 
-        let counts = |rows: &[RowOutcome]| {
-            let mut counts = Counts::default();
-            for row in rows {
-                match row.action {
-                    Action::Create | Action::Created => counts.create += 1,
-                    Action::Exists => counts.exists += 1,
-                    Action::Error => counts.error += 1,
-                }
-            }
-            counts
-        };
         let mut outcome = Outcome {
             committed: false,
             dry_run: request.dry_run,
-            counts: counts(&rows),
+            counts: Counts::of(&rows),
             group: group_outcome,
             ignored_columns: pasted.ignored.iter().map(|(_, h)| h.clone()).collect(),
             rows,
@@ -442,9 +384,110 @@ impl Provider {
             return Ok(outcome);
         }
 
+        self.commit(admin, school, &plan, &import_group, &joining, &mut outcome)
+            .await?;
+        outcome.committed = true;
+        outcome.counts = Counts::of(&outcome.rows);
+        tracing::info!(
+            school = %school.id,
+            group = %outcome.group.name,
+            created = outcome.counts.create,
+            existing = outcome.counts.exists,
+            errors = outcome.counts.error,
+            actor = %admin.actor.name,
+            "class list imported"
+        );
+        Ok(outcome)
+    }
+
+    /// The group an import writes into: an existing one the admins own (with its members), or
+    /// a new one with its courses and tutors.
+    async fn import_group(
+        &self,
+        admin: &Admin,
+        school: &School,
+        request: &Request,
+        people: &[Record],
+    ) -> Result<(GroupOutcome, ImportGroup, HashSet<String>), Error> {
+        let existing = match self.store.find_group(&admin.scope, &request.group).await {
+            Ok(group) => Some(group),
+            Err(store::Error::NotFound) => None,
+            Err(other) => return Err(Error::store(other)),
+        };
+        Ok(match existing {
+            Some(group) => {
+                if group.source != ADMIN_SOURCE {
+                    return Err(Error::Forbidden(format!(
+                        "teaching group `{}` belongs to source `{}`; rollcall can only add \
+                         students to groups its admins created",
+                        request.group, group.source
+                    )));
+                }
+                if !request.courses.is_empty() || !request.tutors.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "teaching group `{}` already exists: leave out courses and tutors, \
+                         which only describe a new group",
+                        request.group
+                    )));
+                }
+                let members: HashSet<String> = group.links.iter().map(|l| l.id.clone()).collect();
+                let outcome = GroupOutcome {
+                    id: Some(group.id.clone()),
+                    name: group
+                        .data
+                        .get("displayName")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned(),
+                    new: false,
+                    courses: courses::of_group(&group.data)
+                        .into_iter()
+                        .map(CourseView::from)
+                        .collect(),
+                    tutors: Vec::new(),
+                };
+                (outcome, ImportGroup::Existing(group.id), members)
+            }
+            None => {
+                let tutors = Self::tutor_ids(people, &request.tutors)?;
+                let record = self.group_record(school, &request.group, &request.courses, tutors)?;
+                let id = uuid::Uuid::now_v7().to_string();
+                let outcome = GroupOutcome {
+                    id: None,
+                    name: record.index.name.clone(),
+                    new: true,
+                    courses: courses::of_group(&record.data)
+                        .into_iter()
+                        .map(CourseView::from)
+                        .collect(),
+                    tutors: request.tutors.clone(),
+                };
+                (
+                    outcome,
+                    ImportGroup::New {
+                        id,
+                        record: Box::new(record),
+                    },
+                    HashSet::new(),
+                )
+            }
+        })
+    }
+
+    /// Generates and hashes the planned rows' passwords on every core, then writes the group,
+    /// the accounts and the new members in one transaction, filling in each created row.
+    async fn commit(
+        &self,
+        admin: &Admin,
+        school: &School,
+        plan: &[Planned],
+        import_group: &ImportGroup,
+        joining: &[String],
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
         // Passwords: generated and hashed on every core at once.
         let mut hashing = JoinSet::new();
-        for planned in &plan {
+        for planned in plan {
             let provider = self.clone();
             let school = school.clone();
             let person = planned.person.clone();
@@ -475,16 +518,16 @@ impl Provider {
             secrets.push((index, id.clone(), password));
             new_accounts.push((id, record));
         }
-        if let ImportGroup::New { id, .. } = &import_group {
+        if let ImportGroup::New { id, .. } = import_group {
             outcome.group.id = Some(id.clone());
         }
         let names = self
             .store
             .import(
                 &admin.scope,
-                &import_group,
+                import_group,
                 &new_accounts,
-                &joining,
+                joining,
                 self.admin_stamp(admin),
             )
             .await
@@ -504,17 +547,6 @@ impl Provider {
             row.user_name = Some(name);
             row.password = Some(password);
         }
-        outcome.committed = true;
-        outcome.counts = counts(&outcome.rows);
-        tracing::info!(
-            school = %school.id,
-            group = %outcome.group.name,
-            created = outcome.counts.create,
-            existing = outcome.counts.exists,
-            errors = outcome.counts.error,
-            actor = %admin.actor.name,
-            "class list imported"
-        );
-        Ok(outcome)
+        Ok(())
     }
 }
