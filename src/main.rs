@@ -190,12 +190,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             slips,
             file,
         } => {
-            let text = if file.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            let bytes = if file.as_os_str() == "-" {
+                let mut bytes = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                    .context("cannot read standard input")?;
+                bytes
             } else {
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("cannot read {}", file.display()))?
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
             };
+            let (text, encoding) = rollcall::roster::paste::decode(&bytes);
+            if encoding != "UTF-8" {
+                eprintln!("read {} as {encoding}", file.display());
+            }
             let request = rollcall::roster::import::Request {
                 group,
                 courses,

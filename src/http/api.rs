@@ -302,14 +302,14 @@ async fn import(
     AdminCaller(admin): AdminCaller,
     Path((_, group)): Path<(String, String)>,
     RawQuery(query): RawQuery,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Reply {
     let query = import_query(query.as_deref())?;
     let request = ImportRequest {
         group,
         courses: query.courses,
         tutors: query.tutors,
-        text: body,
+        text: crate::roster::paste::decode(&body).0,
         dry_run: query.dry_run,
         partial: query.partial,
     };

@@ -184,6 +184,24 @@ impl fmt::Display for PasteError {
 
 impl std::error::Error for PasteError {}
 
+/// Text from the bytes of a class list as spreadsheets save it: UTF-8 (with or without a BOM),
+/// UTF-16 with a BOM (Excel's "Unicode Text"), or else Windows-1252 (Excel's "CSV (Comma
+/// delimited)" on Windows), which is the one reading of bytes that are not UTF-8 admins
+/// produce. Returns the text and the encoding's name.
+pub fn decode(bytes: &[u8]) -> (String, &'static str) {
+    if let Some((encoding, _)) = encoding_rs::Encoding::for_bom(bytes) {
+        let (text, _) = encoding.decode_with_bom_removal(bytes);
+        return (text.into_owned(), encoding.name());
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => (text.to_owned(), encoding_rs::UTF_8.name()),
+        Err(_) => {
+            let (text, _, _) = encoding_rs::WINDOWS_1252.decode(bytes);
+            (text.into_owned(), encoding_rs::WINDOWS_1252.name())
+        }
+    }
+}
+
 /// Parses pasted text into student rows.
 ///
 /// The separator is a tab if the first non-blank line has one outside quotes, else whichever of
@@ -874,5 +892,28 @@ mod tests {
             prop_assert_eq!(paste.ignored, ignored);
             prop_assert_eq!(paste.rows, want);
         }
+    }
+
+    #[test]
+    fn saved_files_decode_from_every_encoding_excel_writes() {
+        let text = "First name\tSurname\r\nZoë\tÓ Súilleabháin\r\n";
+        // UTF-8, with and without a BOM.
+        assert_eq!(decode(text.as_bytes()), (text.to_owned(), "UTF-8"));
+        let with_bom = [b"\xEF\xBB\xBF".as_slice(), text.as_bytes()].concat();
+        assert_eq!(decode(&with_bom).0, text);
+        // Excel's "Unicode Text": UTF-16LE with a BOM.
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        assert_eq!(decode(&utf16), (text.to_owned(), "UTF-16LE"));
+        // Excel's "CSV (Comma delimited)" on Windows: Windows-1252.
+        let cp1252: Vec<u8> = text
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).unwrap())
+            .collect();
+        assert_eq!(decode(&cp1252), (text.to_owned(), "windows-1252"));
+        let parsed = parse(&decode(&utf16).0).unwrap();
+        assert_eq!(parsed.rows[0].surname, "Ó Súilleabháin");
     }
 }

@@ -1034,3 +1034,51 @@ fn a_slips_file_that_already_exists_is_made_private() {
         mode & 0o777
     );
 }
+
+#[test]
+fn files_saved_by_excel_as_unicode_text_or_windows_csv_are_read() {
+    let setup = Setup::new();
+    let text = "First name\tSurname\r\nZoë\tÓ Súilleabháin\r\nRenée\tMüller\r\n";
+    // "Unicode Text": UTF-16LE with a byte-order mark.
+    let utf16: Vec<u8> = [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect();
+    // "CSV (Comma delimited)" on Windows: Windows-1252, one byte per character here.
+    let cp1252: Vec<u8> = text
+        .replace('\t', ",")
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap())
+        .collect();
+    for (name, bytes, encoding) in [
+        ("unicode.txt", utf16, "UTF-16LE"),
+        ("windows.csv", cp1252, "windows-1252"),
+    ] {
+        let path = setup.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let output = setup
+            .command(&[
+                "import",
+                "--school",
+                "north",
+                "--group",
+                "9E",
+                "--dry-run",
+                path.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        assert!(stderr.contains(encoding), "{name}: {stderr}");
+        assert!(
+            table_line(&stdout, "osuilleabhainz").contains("Zoë Ó Súilleabháin"),
+            "{stdout}"
+        );
+        assert!(
+            table_line(&stdout, "mullerr").contains("Renée Müller"),
+            "{stdout}"
+        );
+    }
+}
