@@ -57,6 +57,13 @@ pub fn router(timeout: TimeoutLayer, import_timeout: TimeoutLayer) -> Router<App
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 

@@ -1082,3 +1082,65 @@ fn files_saved_by_excel_as_unicode_text_or_windows_csv_are_read() {
         );
     }
 }
+
+#[tokio::test]
+async fn api_mistakes_get_json_errors_that_say_what_is_wrong() {
+    let app = TestApp::start().await;
+    let cases: [(Method, &str, Option<ApiBody>, u16, &str); 6] = [
+        (
+            Method::GET,
+            "/schools/north/nothing",
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            Method::DELETE,
+            "/schools/north/groups",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        (
+            Method::POST,
+            "/schools/north/groups",
+            Some(ApiBody::Text("{not json")),
+            400,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            "/schools/north/groups",
+            Some(ApiBody::Json(&json!({ "name": "7A", "colour": "red" }))),
+            400,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            "/schools/north/groups/7A/students:bulk?dryrun=1",
+            Some(ApiBody::Text("Ada\tLovelace")),
+            400,
+            "invalid",
+        ),
+        (
+            Method::POST,
+            "/schools/north/slips:collect?format=pdf",
+            None,
+            400,
+            "invalid",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let reply = app.api(method.clone(), path, body).await;
+        assert_eq!(reply.status, status, "{method} {path}: {}", reply.body);
+        assert_eq!(reply.body["error"], code, "{method} {path}: {}", reply.body);
+        assert!(
+            !reply.body["detail"].as_str().unwrap_or_default().is_empty(),
+            "{method} {path}: {}",
+            reply.body
+        );
+    }
+    // None of it wrote anything.
+    let groups = app.api(Method::GET, "/schools/north/groups", None).await;
+    assert_eq!(groups.body["groups"], json!([]), "{}", groups.body);
+}
