@@ -3,7 +3,8 @@
 # (scim2-tester) against a freshly started daemon.
 #
 # Installs what the tests need when it is missing: Python's venv module (Debian package
-# python3-venv) and the pinned suite in target/conformance-venv.
+# python3-venv), the pinned suite in target/conformance-venv, and OpenLDAP's server and
+# command-line tools (slapd, ldap-utils) for the LDAP fixture in tests/it/slapd.rs.
 #
 #   scripts/test.sh            # from the repository root
 #
@@ -29,6 +30,16 @@ fi
 # Python 3 with venv and pip, for the conformance suite.
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
     apt_install python3 python3-venv
+fi
+
+# OpenLDAP's slapd and the ldap* tools, for tests/it/slapd.rs: the tests start their own
+# slapd on a loopback port. The preseed stops the package from configuring (and starting) a
+# system slapd: nothing listens on 389 and the install asks nothing.
+if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch slapadd >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
+    apt_install slapd ldap-utils
 fi
 
 venv=${ROLLCALL_CONFORMANCE_VENV:-$PWD/target/conformance-venv}

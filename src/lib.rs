@@ -25,6 +25,7 @@ pub mod roster;
 pub mod scim;
 pub mod seal;
 pub mod store;
+pub mod sync;
 pub mod token;
 
 use std::future::Future;
