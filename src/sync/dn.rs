@@ -143,9 +143,12 @@ mod tests {
     }
 
     #[test]
-    fn nonsense_does_not_panic() {
-        for text in ["", ",", "=", "\\", "\\4", "a=\\zz", "++", "=,=,"] {
-            let _ = normalise(text);
+    fn nonsense_does_not_panic_and_normalises_once() {
+        for text in [
+            "", ",", "=", "\\", "\\\\", "\\4", "a=\\zz", "++", "=,=,", "cn=\\+b",
+        ] {
+            let once = normalise(text);
+            assert_eq!(normalise(&once), once, "{text}");
         }
     }
 }
