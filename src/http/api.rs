@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tower_http::timeout::TimeoutLayer;
 
 use super::AppState;
+use super::auth::{Refused, bearer_token};
 use super::scim::request_id;
 use crate::roster::import::Request as ImportRequest;
 use crate::roster::login::{Change, Outcome as LoginOutcome};
@@ -141,27 +142,20 @@ impl FromRequestParts<AppState> for AdminCaller {
         let request_id = request_id(&parts.headers);
         let unauthorized =
             |detail: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                let (scheme, token) = value.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                unauthorized("an Authorization: Bearer token of an admin is required")
-            })?;
-        let found = state
-            .provider
-            .store
-            .token_by_hash(&crate::token::digest(token))
-            .await
-            .map_err(|e| ApiError::roster(roster::Error::Internal(e.to_string()), &request_id))?;
-        let Some(token) = found.filter(|t| state.provider.schools.contains_key(&t.school_id))
-        else {
-            return Err(unauthorized("the token is unknown or revoked"));
+        let token = match bearer_token(&parts.headers, state).await {
+            Ok(token) => token,
+            Err(Refused::Missing | Refused::Malformed) => {
+                return Err(unauthorized(
+                    "an Authorization: Bearer token of an admin is required",
+                ));
+            }
+            Err(Refused::Unknown) => return Err(unauthorized("the token is unknown or revoked")),
+            Err(Refused::Store(e)) => {
+                return Err(ApiError::roster(
+                    roster::Error::Internal(e.to_string()),
+                    &request_id,
+                ));
+            }
         };
         let Some(admin) = token.admin else {
             return Err(ApiError::new(

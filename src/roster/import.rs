@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::paste::{self, Column};
 use super::{
-    ADMIN_SOURCE, Admin, CourseView, Error, FieldError, Person, Role, display_name_of,
+    ADMIN_SOURCE, Admin, CourseView, Error, FieldError, Person, Role, display_name_of, name_part,
     school_attribute, user_name_of,
 };
 use crate::config::School;
@@ -168,16 +168,6 @@ fn name_key(first: &str, surname: &str) -> (String, String) {
     (first.to_lowercase(), surname.to_lowercase())
 }
 
-fn person_name(record: &Record, part: &str) -> String {
-    record
-        .data
-        .get("name")
-        .and_then(|n| n.get(part))
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_lowercase()
-}
-
 impl Provider {
     /// Previews an import, or carries it out.
     pub async fn import(&self, admin: &Admin, request: &Request) -> Result<Outcome, Error> {
@@ -200,9 +190,9 @@ impl Provider {
         let mut in_group: HashMap<(String, String), Vec<&Record>> = HashMap::new();
         for person in people.iter().filter(|p| members.contains(&p.id)) {
             in_group
-                .entry((
-                    person_name(person, "givenName"),
-                    person_name(person, "familyName"),
+                .entry(name_key(
+                    name_part(person, "givenName"),
+                    name_part(person, "familyName"),
                 ))
                 .or_default()
                 .push(person);
@@ -409,10 +399,10 @@ impl Provider {
         request: &Request,
         people: &[Record],
     ) -> Result<(GroupOutcome, ImportGroup, HashSet<String>), Error> {
-        let existing = match self.store.find_group(&admin.scope, &request.group).await {
+        let existing = match self.group(admin, &request.group).await {
             Ok(group) => Some(group),
-            Err(store::Error::NotFound) => None,
-            Err(other) => return Err(Error::store(other)),
+            Err(Error::NotFound(_)) => None,
+            Err(other) => return Err(other),
         };
         Ok(match existing {
             Some(group) => {
@@ -433,12 +423,7 @@ impl Provider {
                 let members: HashSet<String> = group.links.iter().map(|l| l.id.clone()).collect();
                 let outcome = GroupOutcome {
                     id: Some(group.id.clone()),
-                    name: group
-                        .data
-                        .get("displayName")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_owned(),
+                    name: display_name_of(&group),
                     new: false,
                     courses: courses::of_group(&group.data)
                         .into_iter()
@@ -504,13 +489,7 @@ impl Provider {
             let (record, password) = account?;
             hashed.push((index, record, password));
         }
-        // Explicit usernames are written first, so a generated name can never take one.
-        hashed.sort_by_key(|(index, record, _)| {
-            (
-                matches!(record.user_name, store::UserName::Generate { .. }),
-                *index,
-            )
-        });
+        hashed.sort_by_key(|(index, ..)| *index);
         let mut new_accounts = Vec::with_capacity(hashed.len());
         let mut secrets = Vec::with_capacity(hashed.len());
         for (index, record, password) in hashed {

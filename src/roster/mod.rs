@@ -421,16 +421,22 @@ impl Provider {
         })
     }
 
-    /// A group the admins own, by id or name.
-    async fn owned_group(&self, admin: &Admin, name: &str) -> Result<Record, Error> {
-        let group = self
-            .store
-            .find_group(&admin.scope, name)
+    /// A teaching group of the school, by id or name.
+    async fn group(&self, admin: &Admin, id_or_name: &str) -> Result<Record, Error> {
+        self.store
+            .find_group(&admin.scope, id_or_name)
             .await
             .map_err(|e| match e {
-                store::Error::NotFound => Error::NotFound(format!("no teaching group `{name}`")),
+                store::Error::NotFound => {
+                    Error::NotFound(format!("no teaching group `{id_or_name}`"))
+                }
                 other => Error::store(other),
-            })?;
+            })
+    }
+
+    /// A group the admins own, by id or name.
+    async fn owned_group(&self, admin: &Admin, name: &str) -> Result<Record, Error> {
+        let group = self.group(admin, name).await?;
         if group.source != ADMIN_SOURCE {
             return Err(Error::Forbidden(format!(
                 "teaching group `{name}` belongs to source `{}`; change it there",
@@ -557,16 +563,7 @@ impl Provider {
 
     /// A teaching group by id or name, with its courses, tutors and students.
     pub async fn group_view(&self, admin: &Admin, id_or_name: &str) -> Result<GroupView, Error> {
-        let group = self
-            .store
-            .find_group(&admin.scope, id_or_name)
-            .await
-            .map_err(|e| match e {
-                store::Error::NotFound => {
-                    Error::NotFound(format!("no teaching group `{id_or_name}`"))
-                }
-                other => Error::store(other),
-            })?;
+        let group = self.group(admin, id_or_name).await?;
         let members = self.members_of(&admin.scope, &group.id).await?;
         let (mut tutors, mut students) = (Vec::new(), Vec::new());
         for person in &members {
@@ -581,12 +578,7 @@ impl Provider {
             }
         }
         Ok(GroupView {
-            name: group
-                .data
-                .get("displayName")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
+            name: display_name_of(&group),
             courses: courses::of_group(&group.data)
                 .into_iter()
                 .map(CourseView::from)
@@ -644,18 +636,7 @@ impl Provider {
     ) -> Result<Vec<slips::Slip>, Error> {
         let school = self.school_of(admin)?;
         let group_id = match group {
-            Some(name) => Some(
-                self.store
-                    .find_group(&admin.scope, name)
-                    .await
-                    .map_err(|e| match e {
-                        store::Error::NotFound => {
-                            Error::NotFound(format!("no teaching group `{name}`"))
-                        }
-                        other => Error::store(other),
-                    })?
-                    .id,
-            ),
+            Some(name) => Some(self.group(admin, name).await?.id),
             None => None,
         };
         let taken = self
@@ -682,14 +663,7 @@ impl Provider {
 
 /// A credential slip for an account and its first password.
 pub fn slip_for(school: &School, user: &Record, password: Zeroizing<String>) -> slips::Slip {
-    let name = |part: &str| {
-        user.data
-            .get("name")
-            .and_then(|n| n.get(part))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let name = |part| name_part(user, part).to_owned();
     slips::Slip {
         school: school.name.clone(),
         group: user
@@ -718,17 +692,23 @@ fn display_name_of(record: &Record) -> String {
     if let Some(name) = record.data.get("displayName").and_then(Value::as_str) {
         return name.to_owned();
     }
-    let part = |p: &str| {
-        record
-            .data
-            .get("name")
-            .and_then(|n| n.get(p))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    };
-    format!("{} {}", part("givenName"), part("familyName"))
-        .trim()
-        .to_owned()
+    format!(
+        "{} {}",
+        name_part(record, "givenName"),
+        name_part(record, "familyName")
+    )
+    .trim()
+    .to_owned()
+}
+
+/// A sub-attribute of a user's `name`, such as `givenName`; "" when absent.
+fn name_part<'a>(record: &'a Record, part: &str) -> &'a str {
+    record
+        .data
+        .get("name")
+        .and_then(|n| n.get(part))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 fn school_attribute<'a>(record: &'a Record, name: &str) -> Option<&'a str> {

@@ -273,7 +273,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
-        insert(&mut tx, scope, kind, id, new, stamp, None).await?;
+        insert(&mut tx, scope, kind, id, new, stamp).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -514,8 +514,7 @@ fn links_column(kind: Kind) -> &'static str {
     }
 }
 
-/// Inserts a resource with its dependents, its credential and its audit event. `names`, when
-/// given, holds the school's names as of this transaction (see [`Names`]).
+/// Inserts a resource with its dependents, its credential and its audit event.
 async fn insert(
     tx: &mut Transaction<'static, Sqlite>,
     scope: &Scope,
@@ -523,10 +522,9 @@ async fn insert(
     id: &str,
     new: &NewRecord,
     stamp: Stamp<'_>,
-    names: Option<&mut Names>,
 ) -> Result<String> {
     if kind == Kind::User {
-        let mut names = insert_users(tx, scope, &[(id, new)], stamp, names).await?;
+        let mut names = insert_users(tx, scope, &[(id, new)], stamp).await?;
         return names.pop().ok_or(Error::NotFound);
     }
     let now = format_time(stamp.at);
@@ -569,20 +567,32 @@ async fn insert(
 const CHUNK: usize = 500;
 
 /// Inserts new users with their e-mail keys, credentials, slips and audit events; returns the
-/// `userName` each got. Names are settled one by one (in order), then the rows are written with
-/// multi-row INSERTs: a class import of thousands of students costs a few dozen statements,
-/// not several per student.
+/// `userName` each got. Names are settled one by one (explicit ones first, then in order), then
+/// the rows are written with multi-row INSERTs: a class import of thousands of students costs a
+/// few dozen statements, not several per student.
 async fn insert_users(
     tx: &mut Transaction<'static, Sqlite>,
     scope: &Scope,
     accounts: &[(&str, &NewRecord)],
     stamp: Stamp<'_>,
-    mut names: Option<&mut Names>,
 ) -> Result<Vec<String>> {
     let now = format_time(stamp.at);
+    // Reading every name of the school pays off from the second account on.
+    let mut names = match accounts.len() {
+        0 | 1 => None,
+        _ => Some(Names::load(tx, &scope.school_id, "").await?),
+    };
+    // Explicit names first, so a generated one never takes a name another row asks for.
+    let mut settled: Vec<Option<String>> = vec![None; accounts.len()];
+    for generated in [false, true] {
+        for (slot, &(_, new)) in settled.iter_mut().zip(accounts) {
+            if matches!(new.user_name, UserName::Generate { .. }) == generated {
+                *slot = Some(settle_user_name(tx, scope, new, names.as_mut()).await?);
+            }
+        }
+    }
     let mut rows = Vec::with_capacity(accounts.len());
-    for &(id, new) in accounts {
-        let name = settle_user_name(tx, scope, new, names.as_deref_mut()).await?;
+    for (&(id, new), name) in accounts.iter().zip(settled.into_iter().flatten()) {
         let mut data = new.data.clone();
         data.insert("userName".into(), Value::String(name.clone()));
         rows.push((id, new, name, Value::Object(data).to_string()));
@@ -660,29 +670,41 @@ async fn insert_users(
     Ok(rows.into_iter().map(|(_, _, name, _)| name).collect())
 }
 
-/// Every username of a school and every retired one, read once by a transaction that creates
-/// many accounts (a class import) and kept up to date as it inserts, instead of one query per
-/// account. Valid because the transaction holds the write lock.
-pub(super) struct Names {
+/// The usernames of a school, in use and retired, that a transaction settles names against:
+/// those sharing one name's prefix, or every one for a transaction that creates many accounts
+/// (a class import), kept up to date as it inserts instead of one query per account. Valid
+/// because the transaction holds the write lock.
+struct Names {
     in_use: HashSet<String>,
     /// Retired name → when.
     retired: std::collections::HashMap<String, String>,
 }
 
 impl Names {
-    pub(super) async fn load(
+    /// The school's names starting with `prefix` (all of them for ""): one indexed range
+    /// query on each table.
+    async fn load(
         tx: &mut Transaction<'static, Sqlite>,
         school_id: &str,
+        prefix: &str,
     ) -> Result<Names> {
-        let in_use: Vec<String> =
-            sqlx::query_scalar("SELECT user_name_key FROM users WHERE school_id = ?1")
-                .bind(school_id)
-                .fetch_all(&mut **tx)
-                .await?;
-        let retired: Vec<(String, String)> = sqlx::query_as(
-            "SELECT user_name_key, retired_at FROM retired_user_names WHERE school_id = ?1",
+        let end = format!("{prefix}{MAX_CHAR}");
+        let in_use: Vec<String> = sqlx::query_scalar(
+            "SELECT user_name_key FROM users \
+             WHERE school_id = ?1 AND user_name_key >= ?2 AND user_name_key < ?3",
         )
         .bind(school_id)
+        .bind(prefix)
+        .bind(&end)
+        .fetch_all(&mut **tx)
+        .await?;
+        let retired: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_name_key, retired_at FROM retired_user_names \
+             WHERE school_id = ?1 AND user_name_key >= ?2 AND user_name_key < ?3",
+        )
+        .bind(school_id)
+        .bind(prefix)
+        .bind(&end)
         .fetch_all(&mut **tx)
         .await?;
         Ok(Names {
@@ -755,50 +777,23 @@ async fn settle(
             reserved,
             retired_after,
         } => {
-            let free = match names {
-                Some(names) => {
-                    let after = format_time(*retired_after);
-                    username::first_free(base, *max_len, |candidate| {
-                        names.taken(candidate, &after) || username::is_reserved(candidate, reserved)
-                    })
-                }
+            // Without the transaction's names, only those that could clash with `base`.
+            let like;
+            let names = match names {
+                Some(names) => names,
                 None => {
-                    let taken =
-                        names_like(tx, &scope.school_id, base, *max_len, *retired_after).await?;
-                    username::first_free(base, *max_len, |candidate| {
-                        taken.contains(candidate) || username::is_reserved(candidate, reserved)
-                    })
+                    let prefix = username::candidate_prefix(base, *max_len);
+                    like = Names::load(tx, &scope.school_id, prefix).await?;
+                    &like
                 }
             };
+            let after = format_time(*retired_after);
+            let free = username::first_free(base, *max_len, |candidate| {
+                names.taken(candidate, &after) || username::is_reserved(candidate, reserved)
+            });
             free.ok_or_else(|| Error::NamesExhausted(base.clone()))
         }
     }
-}
-
-/// Every name in use or recently retired that could clash with a candidate of `base`: one
-/// indexed range query on the shared prefix.
-async fn names_like(
-    tx: &mut Transaction<'static, Sqlite>,
-    school_id: &str,
-    base: &str,
-    max_len: usize,
-    retired_after: OffsetDateTime,
-) -> Result<HashSet<String>> {
-    let prefix = username::candidate_prefix(base, max_len);
-    let end = format!("{prefix}{MAX_CHAR}");
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT user_name_key FROM users \
-         WHERE school_id = ?1 AND user_name_key >= ?2 AND user_name_key < ?3 \
-         UNION SELECT user_name_key FROM retired_user_names \
-         WHERE school_id = ?1 AND user_name_key >= ?2 AND user_name_key < ?3 AND retired_at > ?4",
-    )
-    .bind(school_id)
-    .bind(prefix)
-    .bind(&end)
-    .bind(format_time(retired_after))
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(names.into_iter().collect())
 }
 
 async fn write_slip(

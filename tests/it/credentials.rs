@@ -553,25 +553,30 @@ async fn scim_create(daemon: &Daemon, token: &str, user_name: &str, given: &str,
 /// Logs in through the real daemon.
 async fn login_at(daemon: &Daemon, user_name: &str, password: &str) -> (StatusCode, Value) {
     let body = json!({ "school": "north", "username": user_name, "password": password });
-    post_json(format!("{}/api/v1/auth/login", daemon.root), None, &body).await
+    let reply = api_request(
+        &reqwest::Client::new(),
+        &daemon.root,
+        None,
+        Method::POST,
+        "/auth/login",
+        Some(ApiBody::Json(&body)),
+    )
+    .await;
+    (reply.status, reply.body)
 }
 
 /// Pastes a class list into a north group through the real daemon.
 async fn paste_at(daemon: &Daemon, token: &str, group: &str, text: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/schools/north/groups/{}/students:bulk",
-            daemon.root,
-            url_encode(group)
-        ))
-        .bearer_auth(token)
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(text.to_owned())
-        .send()
-        .await
-        .expect("request");
-    let status = response.status();
-    (status, response.json().await.expect("JSON"))
+    let reply = api_request(
+        &reqwest::Client::new(),
+        &daemon.root,
+        Some(token),
+        Method::POST,
+        &format!("/schools/north/groups/{}/students:bulk", url_encode(group)),
+        Some(ApiBody::Text(text)),
+    )
+    .await;
+    (reply.status, reply.body)
 }
 
 /// SIGTERM, then waits for a clean exit.

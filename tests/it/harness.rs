@@ -232,35 +232,7 @@ impl TestApp {
         path: &str,
         body: Option<ApiBody<'_>>,
     ) -> Reply {
-        let mut request = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.root));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        match body {
-            Some(ApiBody::Json(json)) => {
-                request = request
-                    .header("content-type", "application/json")
-                    .body(json.to_string());
-            }
-            Some(ApiBody::Text(text)) => {
-                request = request
-                    .header("content-type", "text/plain; charset=utf-8")
-                    .body(text.to_owned());
-            }
-            None => {}
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        api_request(&self.http, &self.root, token, method, path, body).await
     }
 
     /// An `/api/v1` request as north's admin.
@@ -516,4 +488,44 @@ pub fn row(reply: &Reply, number: u64) -> &Value {
         .iter()
         .find(|row| row["row"] == number)
         .unwrap_or_else(|| panic!("no row {number}: {}", reply.body))
+}
+
+/// An `/api/v1` request (`path` below it) to the daemon at `root` (`http://127.0.0.1:PORT`),
+/// in-process or a real process, with a token (`None`: no Authorization) and a JSON or text
+/// body. A body that is not JSON comes back as a string.
+pub async fn api_request(
+    http: &reqwest::Client,
+    root: &str,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    body: Option<ApiBody<'_>>,
+) -> Reply {
+    let mut request = http.request(method, format!("{root}/api/v1{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    match body {
+        Some(ApiBody::Json(json)) => {
+            request = request
+                .header("content-type", "application/json")
+                .body(json.to_string());
+        }
+        Some(ApiBody::Text(text)) => {
+            request = request
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(text.to_owned());
+        }
+        None => {}
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }

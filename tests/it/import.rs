@@ -850,14 +850,16 @@ fn slips_in(text: &str) -> Vec<(String, String)> {
 
 /// An admin API request to a running daemon.
 async fn daemon_api(root: &str, token: &str, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .get(format!("{root}/api/v1{path}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap())
+    let reply = api_request(
+        &reqwest::Client::new(),
+        root,
+        Some(token),
+        Method::GET,
+        path,
+        None,
+    )
+    .await;
+    (reply.status, reply.body)
 }
 
 const CLI_LIST: &str = "First name\tSurname\tEmail\tYear\tUPN\r\n\

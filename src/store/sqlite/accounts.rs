@@ -3,11 +3,15 @@
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::{Names, Store, audit, fetch, insert, insert_users, links_column, record_from_row};
+use super::{Store, audit, fetch, insert, insert_users, links_column, record_from_row};
 use crate::scim::schema::Kind;
 use crate::store::{
     Error, ImportGroup, NewRecord, Result, Scope, Stamp, StoredCredential, TakenSlip, format_time,
 };
+
+/// The pending slips of school `?1`, of group `?2`'s members unless it is NULL (`s`).
+const SLIPS_OF: &str = "s.school_id = ?1 AND (?2 IS NULL OR s.user_id IN \
+     (SELECT member_id FROM group_members WHERE group_id = ?2))";
 
 impl Store {
     /// Records an admin of a school. A second admin with the same name is a `Conflict`.
@@ -138,22 +142,17 @@ impl Store {
         let (_turn, mut tx) = self.write().await?;
         let group_id = match group {
             ImportGroup::New { id, record } => {
-                insert(&mut tx, scope, Kind::Group, id, record, stamp, None).await?;
+                insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
                 Some(id)
             }
             ImportGroup::Existing(id) => Some(id),
             ImportGroup::None => None,
         };
-        // Reading every name of the school pays off from the second account on.
-        let mut taken = match accounts.len() {
-            0 | 1 => None,
-            _ => Some(Names::load(&mut tx, &scope.school_id).await?),
-        };
         let accounts: Vec<(&str, &NewRecord)> = accounts
             .iter()
             .map(|(id, record)| (id.as_str(), record))
             .collect();
-        let names = insert_users(&mut tx, scope, &accounts, stamp, taken.as_mut()).await?;
+        let names = insert_users(&mut tx, scope, &accounts, stamp).await?;
         let Some(group_id) = group_id else {
             tx.commit().await?;
             return Ok(names);
@@ -228,9 +227,7 @@ impl Store {
             .await?;
         let sql = format!(
             "SELECT s.sealed, r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {} \
-             FROM pending_slips s JOIN users r ON r.id = s.user_id \
-             WHERE s.school_id = ?1 AND (?2 IS NULL OR s.user_id IN \
-               (SELECT member_id FROM group_members WHERE group_id = ?2)) \
+             FROM pending_slips s JOIN users r ON r.id = s.user_id WHERE {SLIPS_OF} \
              ORDER BY r.user_name_key",
             links_column(Kind::User)
         );
@@ -239,18 +236,20 @@ impl Store {
             .bind(group_id)
             .fetch_all(&mut *tx)
             .await?;
-        let mut taken = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let user = record_from_row(row)?;
-            sqlx::query("DELETE FROM pending_slips WHERE user_id = ?1")
-                .bind(&user.id)
-                .execute(&mut *tx)
-                .await?;
-            taken.push(TakenSlip {
-                sealed: row.try_get("sealed")?,
-                user,
-            });
-        }
+        let taken = rows
+            .iter()
+            .map(|row| {
+                Ok(TakenSlip {
+                    sealed: row.try_get("sealed")?,
+                    user: record_from_row(row)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        sqlx::query(&format!("DELETE FROM pending_slips AS s WHERE {SLIPS_OF}"))
+            .bind(school_id)
+            .bind(group_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(taken)
     }
@@ -262,11 +261,9 @@ impl Store {
         group_id: Option<&str>,
         now: OffsetDateTime,
     ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT count(*) FROM pending_slips s WHERE s.school_id = ?1 AND expires_at > ?3 \
-             AND (?2 IS NULL OR s.user_id IN \
-               (SELECT member_id FROM group_members WHERE group_id = ?2))",
-        )
+        Ok(sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM pending_slips s WHERE {SLIPS_OF} AND expires_at > ?3"
+        ))
         .bind(school_id)
         .bind(group_id)
         .bind(format_time(now))
