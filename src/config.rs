@@ -15,6 +15,9 @@ pub use crate::courses::{Catalogue, Course};
 use crate::credentials::generate::{CharClass, Generated, Policy};
 pub use crate::credentials::username::Template;
 
+mod sources;
+pub use sources::{Attributes, CourseRule, Dialect, Groups, Ldap, People, Secret, Source};
+
 /// Environment variables that override the file.
 pub mod env {
     /// Overrides `[store] url`.
@@ -131,7 +134,7 @@ impl fmt::Debug for Store {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct School {
     pub id: String,
     pub name: String,
@@ -140,6 +143,8 @@ pub struct School {
     pub usernames: Usernames,
     pub passwords: Passwords,
     pub courses: Catalogue,
+    /// Directories the school's people are pulled from.
+    pub sources: Vec<Source>,
 }
 
 impl School {
@@ -152,7 +157,13 @@ impl School {
             usernames: Usernames::default(),
             passwords: Passwords::default(),
             courses: Catalogue::default(),
+            sources: Vec::new(),
         }
+    }
+
+    /// The source with this id, if the school declares it.
+    pub fn source(&self, id: &str) -> Option<&Source> {
+        self.sources.iter().find(|source| source.id == id)
     }
 }
 
@@ -348,6 +359,8 @@ impl Config {
                     message,
                 )
             })?;
+            let sources = sources::sources(school.sources, base, &courses)
+                .map_err(|(span, key, message)| invalid(span, &key, message))?;
             schools.push(School {
                 id: school.id.into_inner(),
                 name: school.name.into_inner(),
@@ -355,6 +368,7 @@ impl Config {
                 usernames,
                 passwords,
                 courses,
+                sources,
             });
         }
         let argon2 = match file.argon2 {
@@ -654,6 +668,8 @@ struct SchoolFile {
     passwords: Option<Spanned<PasswordsFile>>,
     #[serde(default)]
     courses: Vec<CourseFile>,
+    #[serde(default)]
+    sources: Vec<sources::SourceFile>,
 }
 
 #[derive(Deserialize)]

@@ -123,6 +123,7 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let store = state.provider.store.clone();
     let janitor = tokio::spawn(purge_expired_slips(state.provider.clone()));
+    let scheduler = tokio::spawn(sync::schedule(state.provider.clone()));
     let app = http::router(state, Duration::from_secs(server.request_timeout_secs));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(server.shutdown_grace_secs);
@@ -146,6 +147,7 @@ pub async fn serve(
         }
     };
     janitor.abort();
+    scheduler.abort();
     store.close().await;
     result
 }

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rollcall::clock::Clock;
 use rollcall::config::{self, Config, LogFormat};
+use rollcall::sync;
 
 #[derive(Parser)]
 #[command(
@@ -43,7 +44,33 @@ enum Command {
         command: TokenCommand,
     },
     /// Validate the configuration and explain what it sets up.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to each directory source, bind, and run each of its searches.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Sync a school's directory source: read it, plan, and apply the plan (or hold it when it
+    /// would disable too many accounts). `--status` shows every source's last run instead.
+    Sync {
+        /// The source's id (`[[schools.sources]] id`).
+        #[arg(required_unless_present = "status")]
+        source: Option<String>,
+        /// The school (may be left out when the configuration has one).
+        #[arg(long)]
+        school: Option<String>,
+        /// Print the plan, change nothing.
+        #[arg(long, conflicts_with_all = ["approve", "status"])]
+        dry_run: bool,
+        /// Apply the plan the deletion threshold held.
+        #[arg(long, conflicts_with = "status")]
+        approve: bool,
+        /// Show each source's last run and held plan.
+        #[arg(long)]
+        status: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage a school's admins (who use the /api/v1 admin API).
     Admin {
         #[command(subcommand)]
@@ -172,11 +199,44 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             rollcall::run(config, listener, shutdown_signal()).await?;
             tracing::info!("stopped");
         }
-        Command::CheckConfig => {
+        Command::CheckConfig { connect } => {
             print!("{}", explain(&config));
             let store = rollcall::open_store(&config).await?;
             store.close().await;
             println!("store: opened and up to date");
+            if connect {
+                check_sources(&config).await?;
+            }
+        }
+        Command::Sync {
+            source,
+            school,
+            dry_run,
+            approve,
+            status,
+            json,
+        } => {
+            let school = match school {
+                Some(school) => known_school(&config, &school)?.id.clone(),
+                None => match config.schools.as_slice() {
+                    [only] => only.id.clone(),
+                    _ => anyhow::bail!("name the school with --school"),
+                },
+            };
+            let provider = rollcall::provider(&config, Clock::system()).await?;
+            let result = if status {
+                sync_status(&provider, &school, json).await
+            } else {
+                let mode = match (dry_run, approve) {
+                    (true, _) => sync::Mode::DryRun,
+                    (_, true) => sync::Mode::Approve,
+                    _ => sync::Mode::Apply,
+                };
+                let source = source.unwrap_or_default();
+                sync_once(&provider, &school, &source, mode, json).await
+            };
+            provider.store.close().await;
+            result?;
         }
         Command::Token { command } => token(&config, command).await?,
         Command::Admin { command } => admin(&config, command).await?,
@@ -229,6 +289,198 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn sync_once(
+    provider: &rollcall::provider::Provider,
+    school: &str,
+    source: &str,
+    mode: sync::Mode,
+    json: bool,
+) -> anyhow::Result<()> {
+    let progress: sync::Progress = &|step| eprintln!("{step}");
+    let report = sync::run(provider, school, source, mode, progress).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", describe_report(&report, mode == sync::Mode::DryRun));
+    }
+    if let Some(reason) = &report.held_because {
+        anyhow::bail!(
+            "the plan is held: {reason}. Check it with `rollcall sync {source} --school {school} \
+             --dry-run`, then apply it with `--approve`"
+        );
+    }
+    Ok(())
+}
+
+/// A sync report for people: the counts, each change (all of them for a dry run), and every
+/// skipped entry with its reason.
+fn describe_report(report: &sync::Report, every_change: bool) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let c = &report.counts;
+    let _ = writeln!(
+        text,
+        "source {}: read {} students, {} tutors, {} groups in {:.1} s",
+        report.source, report.read.students, report.read.tutors, report.read.groups, report.seconds
+    );
+    let _ = writeln!(
+        text,
+        "accounts: {} to create, {} to update, {} to re-enable, {} to disable, {} to delete",
+        c.create, c.update, c.enable, c.disable, c.delete
+    );
+    let _ = writeln!(
+        text,
+        "teaching groups: {} to create, {} to update, {} to delete; {} entries skipped",
+        c.create_groups, c.update_groups, c.delete_groups, c.skipped
+    );
+    let plan = &report.plan;
+    if every_change {
+        for account in &plan.create {
+            let _ = writeln!(
+                text,
+                "  create   {} ({}, username {}): {}",
+                account.name,
+                match account.role {
+                    rollcall::roster::Role::Student => "student",
+                    rollcall::roster::Role::Tutor => "tutor",
+                },
+                account.user_name_base,
+                account.dn
+            );
+        }
+        for (verb, changes) in [
+            ("update", &plan.update),
+            ("enable", &plan.enable),
+            ("disable", &plan.disable),
+            ("delete", &plan.delete),
+            ("group +", &plan.create_groups),
+            ("group ~", &plan.update_groups),
+            ("group -", &plan.delete_groups),
+        ] {
+            for change in changes {
+                let _ = writeln!(
+                    text,
+                    "  {verb:<8} {}: {}",
+                    change.name,
+                    change.details.join("; ")
+                );
+            }
+        }
+    }
+    for skipped in &plan.skipped {
+        let _ = writeln!(text, "  skipped  {}: {}", skipped.dn, skipped.reason);
+    }
+    let _ = writeln!(
+        text,
+        "{}",
+        match report.outcome {
+            sync::Outcome::Applied if plan.is_empty() => "nothing to change",
+            sync::Outcome::Applied => "applied",
+            sync::Outcome::Held => "held: nothing was changed",
+            sync::Outcome::Planned => "dry run: nothing was changed",
+        }
+    );
+    text
+}
+
+async fn sync_status(
+    provider: &rollcall::provider::Provider,
+    school: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    let status = sync::status(provider, school).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    if status.is_empty() {
+        println!("school {school} has no directory sources");
+    }
+    for source in status {
+        let schedule = source
+            .interval_minutes
+            .map_or_else(|| "on request".to_owned(), |m| format!("every {m} min"));
+        println!("{} ({}, {schedule})", source.source, source.url);
+        match source.last_run {
+            None => println!("  last run: never"),
+            Some(run) => {
+                let detail = run
+                    .report
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_owned)
+                    .or_else(|| run.report.get("counts").map(|c| c.to_string()))
+                    .unwrap_or_default();
+                println!(
+                    "  last run: {} ({:.1} s): {} {detail}",
+                    run.started, run.seconds, run.outcome
+                );
+            }
+        }
+        if let Some(held) = source.held {
+            println!(
+                "  held plan since {}: {} (approve with --approve)",
+                held.since, held.reason
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Connects to every source, binds and runs each search; says exactly what is wrong.
+async fn check_sources(config: &Config) -> anyhow::Result<()> {
+    let mut failures = 0;
+    for school in &config.schools {
+        for source in &school.sources {
+            println!("source {}/{} ({}):", school.id, source.id, source.ldap.url);
+            match check_source(source).await {
+                Ok(lines) => {
+                    for (line, fine) in lines {
+                        println!("  {line}");
+                        failures += usize::from(!fine);
+                    }
+                }
+                Err(error) => {
+                    println!("  FAILED: {error}");
+                    failures += 1;
+                }
+            }
+        }
+    }
+    if failures > 0 {
+        anyhow::bail!("{failures} problem(s) with directory sources");
+    }
+    Ok(())
+}
+
+async fn check_source(source: &config::Source) -> Result<Vec<(String, bool)>, sync::Error> {
+    let settings = sync::settings(source)?;
+    let mut directory = sync::ldap::Directory::connect(&settings).await?;
+    let mut lines = vec![(format!("bound as {}", settings.bind_dn), true)];
+    let mut searches = vec![("students", &source.students.base, &source.students.filter)];
+    if let Some(tutors) = &source.tutors {
+        searches.push(("tutors", &tutors.base, &tutors.filter));
+    }
+    if let Some(groups) = &source.groups {
+        searches.push(("groups", &groups.base, &groups.filter));
+    }
+    for (what, base, filter) in searches {
+        match directory.search(base, filter, &["1.1"]).await {
+            Ok(entries) if entries.is_empty() => lines.push((
+                format!("{what}: the filter {filter} matches nothing under {base}"),
+                false,
+            )),
+            Ok(entries) => lines.push((
+                format!("{what}: {} entries under {base}", entries.len()),
+                true,
+            )),
+            Err(error) => lines.push((format!("{what}: {error}"), false)),
+        }
+    }
+    directory.close().await;
+    Ok(lines)
 }
 
 fn known_school<'a>(config: &'a Config, school: &str) -> anyhow::Result<&'a config::School> {
@@ -539,6 +791,28 @@ fn explain(config: &Config) -> String {
                 ""
             }
         ));
+        for source in &school.sources {
+            text.push_str(&format!(
+                "    source {}: {} ({:?}), {}; anchor {}; {}; held when it would disable more \
+                 than {}% or {} accounts; leavers deleted after {} days\n",
+                source.id,
+                source.ldap.url,
+                source.ldap.dialect,
+                source.interval.map_or_else(
+                    || "run on request".to_owned(),
+                    |i| format!("every {} min", i.as_secs() / 60)
+                ),
+                source.attributes.anchor,
+                if source.passwords {
+                    "first passwords as pending slips"
+                } else {
+                    "no passwords"
+                },
+                source.max_disable_percent,
+                source.max_disable_count,
+                source.retention_days,
+            ));
+        }
         let courses = school.courses.courses();
         if !courses.is_empty() {
             text.push_str(&format!(

@@ -110,12 +110,16 @@ url = "sqlite::memory:"
     assert_eq!(config.server.request_timeout_secs, 5);
     assert_eq!(config.server.shutdown_grace_secs, 7);
     assert_eq!(config.store.url, "sqlite::memory:");
+    // Compared as text: a school's sources hold compiled patterns, which have no equality.
     assert_eq!(
-        config.schools,
-        [
-            School::new("north", "North Academy"),
-            School::new("south-2", "South School"),
-        ]
+        format!("{:?}", config.schools),
+        format!(
+            "{:?}",
+            [
+                School::new("north", "North Academy"),
+                School::new("south-2", "South School"),
+            ]
+        )
     );
     assert_eq!(config.school("south-2").unwrap().name, "South School");
 }
@@ -587,6 +591,9 @@ fn model_keys(table_header: &str) -> Vec<String> {
     let text = match table_header {
         "" => "zzz_unknown = 1\n".to_owned(),
         "[[schools]]" => "[[schools]]\nid = \"a\"\nname = \"A\"\nzzz_unknown = 1\n".to_owned(),
+        header if header.contains("[schools.sources.") => format!(
+            "[[schools]]\nid = \"a\"\nname = \"A\"\n[[schools.sources]]\n{header}\nzzz_unknown = 1\n"
+        ),
         header if header.contains("[schools.") => {
             format!("[[schools]]\nid = \"a\"\nname = \"A\"\n{header}\nzzz_unknown = 1\n")
         }
@@ -657,13 +664,23 @@ fn the_shipped_file_shows_every_key_of_the_file_model() {
         "[schools.usernames]",
         "[schools.passwords]",
         "[[schools.courses]]",
+        "[[schools.sources]]",
+        "[schools.sources.students]",
+        "[schools.sources.tutors]",
+        "[schools.sources.groups]",
+        "[[schools.sources.groups.courses]]",
+        "[schools.sources.attributes]",
     ] {
         let lines = shipped_table(header);
         for key in model_keys(header) {
             let table = |names: &[&str]| names.contains(&key.as_str());
             if (header.is_empty()
                 && table(&["server", "store", "argon2", "slips", "login", "schools"]))
-                || (header == "[[schools]]" && table(&["usernames", "passwords", "courses"]))
+                || (header == "[[schools]]"
+                    && table(&["usernames", "passwords", "courses", "sources"]))
+                || (header == "[[schools.sources]]"
+                    && table(&["students", "tutors", "groups", "attributes"]))
+                || (header == "[schools.sources.groups]" && key == "courses")
             {
                 continue; // tables, checked on their own
             }
@@ -676,4 +693,174 @@ fn the_shipped_file_shows_every_key_of_the_file_model() {
             assert!(shown, "config/rollcall.toml does not show {header} {key}");
         }
     }
+}
+
+/// A school with a catalogue and one source; `source` lines go into its table.
+fn with_source(source: &str) -> String {
+    format!(
+        r#"[[schools]]
+id = "north"
+name = "North Academy"
+
+[[schools.courses]]
+code = "MA-Y1-AS"
+title = "Mathematics Year 1 (AS)"
+
+[[schools.sources]]
+id = "directory"
+kind = "ldap"
+url = "ldap://127.0.0.1:389"
+bind_dn = "cn=reader,dc=school,dc=example"
+password_file = "directory.password"
+{source}
+[schools.sources.students]
+base = "ou=Students,dc=school,dc=example"
+"#
+    )
+}
+
+#[test]
+fn a_source_gets_its_dialect_defaults_and_paths_from_the_file() {
+    let config = valid(&with_source(""));
+    let source = config.school("north").unwrap().source("directory").unwrap();
+    assert_eq!(source.ldap.dialect, Dialect::Openldap);
+    assert_eq!(source.attributes.anchor, "employeeNumber");
+    assert_eq!(source.students.filter, "(objectClass=inetOrgPerson)");
+    assert_eq!(
+        source.ldap.password,
+        Secret::File(Path::new("/etc/rollcall/directory.password").to_owned())
+    );
+    assert_eq!(source.interval, None);
+    assert_eq!(
+        (source.max_disable_percent, source.max_disable_count),
+        (10, 50)
+    );
+    let config = valid(&with_source(
+        "dialect = \"active-directory\"\ninterval_minutes = 30",
+    ));
+    let source = &config.school("north").unwrap().sources[0];
+    assert_eq!(source.attributes.anchor, "objectGUID");
+    assert_eq!(source.attributes.uid, "sAMAccountName");
+    assert_eq!(
+        source.students.filter,
+        "(&(objectCategory=person)(objectClass=user))"
+    );
+    assert_eq!(source.interval, Some(std::time::Duration::from_secs(1800)));
+}
+
+#[test]
+fn source_mistakes_are_named_with_their_key() {
+    let cases = [
+        (
+            with_source("").replace("ldap://127.0.0.1:389", "http://x"),
+            "schools.sources.url",
+            "not an ldap:// or ldaps:// URL",
+        ),
+        (
+            with_source("password_env = \"P\""),
+            "schools.sources.password_env",
+            "exactly one of",
+        ),
+        (
+            with_source("page_size = 0"),
+            "schools.sources.page_size",
+            "0 is not between 1 and 5000",
+        ),
+        (
+            with_source("max_disable_percent = 150"),
+            "schools.sources.max_disable_percent",
+            "not a percentage",
+        ),
+    ];
+    for (text, key, message) in cases {
+        match parse(&text) {
+            Err(Error::Invalid {
+                key: found,
+                message: text,
+                ..
+            }) => {
+                assert_eq!(found, key);
+                assert!(text.contains(message), "{key}: {text}");
+            }
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+    let text = with_source("").replace("id = \"directory\"", "id = \"admin\"");
+    assert!(invalid(&text, "schools.sources.id", 10).contains("not `admin`"));
+    let text = with_source("").replace("kind = \"ldap\"", "kind = \"nis\"");
+    assert!(invalid(&text, "schools.sources.kind", 11).contains("use `ldap`"));
+    let text = with_source("").replace(
+        "ldap://127.0.0.1:389\"",
+        "ldaps://127.0.0.1:636\"\nstarttls = true",
+    );
+    assert!(invalid(&text, "schools.sources.starttls", 12).contains("encrypted already"));
+}
+
+#[test]
+fn group_rules_are_checked_against_the_catalogue_and_their_pattern() {
+    let groups = |rule: &str| {
+        format!(
+            "{}\n[schools.sources.groups]\nbase = \"ou=Groups,dc=school,dc=example\"\n{rule}",
+            with_source("")
+        )
+    };
+    let rule = |pattern: &str, course: &str| {
+        groups(&format!(
+            "[[schools.sources.groups.courses]]\npattern = '{pattern}'\ncourses = [\"{course}\"]\n"
+        ))
+    };
+    let config = valid(&rule(r"^(?<year>\d+)[A-Z]/Ma\d$", "MA-Y1-AS"));
+    let source = &config.school("north").unwrap().sources[0];
+    let rules = &source.groups.as_ref().unwrap().courses;
+    assert_eq!(
+        rules[0].courses_for("12A/Ma1"),
+        Some(vec!["MA-Y1-AS".to_owned()])
+    );
+    assert_eq!(rules[0].courses_for("12A/En1"), None);
+    let message = invalid(
+        &rule("^12", "Latin"),
+        "schools.sources.groups.courses.courses",
+        22,
+    );
+    assert!(
+        message.contains("`Latin` is not in the school's course catalogue"),
+        "{message}"
+    );
+    let message = invalid(
+        &rule("^12", "MA-Y{year}"),
+        "schools.sources.groups.courses.courses",
+        22,
+    );
+    assert!(message.contains("does not capture"), "{message}");
+    let message = invalid(
+        &rule("^(12", "MA-Y1-AS"),
+        "schools.sources.groups.courses.pattern",
+        22,
+    );
+    assert!(message.contains("not a pattern"), "{message}");
+    let message = invalid(
+        &groups("teaching = '[a-'\n"),
+        "schools.sources.groups.teaching",
+        21,
+    );
+    assert!(message.contains("not a pattern"), "{message}");
+    let message = invalid(
+        &groups("filter = \"objectClass=group\"\n"),
+        "schools.sources.groups.filter",
+        21,
+    );
+    assert!(message.contains("balanced parentheses"), "{message}");
+}
+
+#[test]
+fn course_templates_fill_in_what_the_pattern_captured() {
+    let pattern = regex::Regex::new(r"^(?<year>\d+)[A-Z]/(?<subject>[A-Za-z]+)\d$").unwrap();
+    let rule = CourseRule {
+        pattern,
+        courses: vec!["{subject}-Y{year}".into(), "Costs $5".into()],
+    };
+    assert_eq!(
+        rule.courses_for("12B/Ph2"),
+        Some(vec!["Ph-Y12".to_owned(), "Costs $5".to_owned()])
+    );
 }

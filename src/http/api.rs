@@ -25,6 +25,7 @@ use super::scim::request_id;
 use crate::roster::import::Request as ImportRequest;
 use crate::roster::login::{Change, Outcome as LoginOutcome};
 use crate::roster::{self, Admin, Person, Role, slips};
+use crate::sync;
 
 /// Pasted class lists can be long: 20,000 rows of a few hundred bytes.
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -41,6 +42,7 @@ pub fn router(timeout: TimeoutLayer, import_timeout: TimeoutLayer) -> Router<App
             "/schools/{school}/groups/{group}/students:bulk",
             post(import),
         )
+        .route("/schools/{school}/sources/{source}/runs", post(run_source))
         .layer(import_timeout);
     Router::new()
         .route("/auth/login", post(login))
@@ -53,6 +55,7 @@ pub fn router(timeout: TimeoutLayer, import_timeout: TimeoutLayer) -> Router<App
         .route("/schools/{school}/groups/{group}", get(get_group))
         .route("/schools/{school}/users", post(create_user))
         .route("/schools/{school}/slips:collect", post(collect_slips))
+        .route("/schools/{school}/sources", get(sources))
         .layer(timeout)
         .merge(import)
         .fallback(|| async {
@@ -196,6 +199,72 @@ type Reply = Result<Response, ApiError>;
 
 fn rid(admin: &Admin) -> &str {
     admin.actor.request_id.as_deref().unwrap_or("-")
+}
+
+/// Every directory source of the school: its last run and its held plan.
+async fn sources(State(state): State<AppState>, AdminCaller(admin): AdminCaller) -> Reply {
+    let status = sync::status(&state.provider, &admin.scope.school_id)
+        .await
+        .map_err(|e| sync_error(e, rid(&admin)))?;
+    Ok(Json(json!({ "sources": status })).into_response())
+}
+
+/// Runs a source now and answers with its report.
+async fn run_source(
+    State(state): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    Path((_, source)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Reply {
+    let mut mode = "apply".to_owned();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "mode" => mode = value.into_owned(),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter `{other}`: use mode"
+                )));
+            }
+        }
+    }
+    let mode = match mode.as_str() {
+        "apply" => sync::Mode::Apply,
+        "dry-run" => sync::Mode::DryRun,
+        "approve" => sync::Mode::Approve,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "mode `{other}` is not apply, dry-run or approve"
+            )));
+        }
+    };
+    tracing::info!(source = %source, actor = %admin.actor.name, ?mode, "sync requested");
+    let report = sync::run(
+        &state.provider,
+        &admin.scope.school_id,
+        &source,
+        mode,
+        &|_| {},
+    )
+    .await
+    .map_err(|e| sync_error(e, rid(&admin)))?;
+    Ok(Json(report).into_response())
+}
+
+fn sync_error(error: sync::Error, request_id: &str) -> ApiError {
+    use sync::Error::*;
+    match error {
+        NoSource { .. } => ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+        Busy(_) | NothingHeld(_) | ApprovalOutdated { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string())
+        }
+        // The directory failed or answered something refused: not the caller's fault, and
+        // not ours; the message says what to fix.
+        Directory(_) | EmptySearch { .. } | Secret(_) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "directory", error.to_string())
+        }
+        Roster(error) => ApiError::roster(error, request_id),
+        Store(error) => ApiError::roster(roster::Error::Internal(error.to_string()), request_id),
+    }
 }
 
 async fn courses(State(state): State<AppState>, AdminCaller(admin): AdminCaller) -> Reply {

@@ -435,7 +435,8 @@ impl Provider {
             }
             None => {
                 let tutors = Self::tutor_ids(people, &request.tutors)?;
-                let record = self.group_record(school, &request.group, &request.courses, tutors)?;
+                let record =
+                    self.group_record(school, &request.group, &request.courses, tutors, None)?;
                 let id = uuid::Uuid::now_v7().to_string();
                 let outcome = GroupOutcome {
                     id: None,

@@ -159,7 +159,7 @@ pub struct FieldError {
 impl Person {
     /// Checks each field; on success returns the base username (explicit, or from the
     /// template).
-    fn check(&self, school: &School) -> Result<String, Vec<FieldError>> {
+    pub(crate) fn check(&self, school: &School) -> Result<String, Vec<FieldError>> {
         let mut errors = Vec::new();
         let mut error =
             |field: &'static str, message: String| errors.push(FieldError { field, message });
@@ -348,6 +348,35 @@ impl Provider {
         }
     }
 
+    /// A person's document, without a credential, ready for the store: a new account's
+    /// (`user_name` its base, settled by the store) or a replacement (`user_name` the stored
+    /// one). `external_id` ties it to a directory entry.
+    pub(crate) fn person_record(
+        &self,
+        school: &School,
+        person: &Person,
+        user_name: &str,
+        external_id: Option<&str>,
+        active: bool,
+    ) -> Result<NewRecord, Error> {
+        let mut document = person.document(user_name);
+        if let Some(external_id) = external_id {
+            document["externalId"] = external_id.into();
+        }
+        document["active"] = active.into();
+        let checked = resource::check(&self.registry, Kind::User, document)
+            .map_err(|e| Error::Invalid(e.detail))?;
+        Ok(NewRecord {
+            index: resource::index(Kind::User, &checked.data),
+            data: checked.data,
+            members: None,
+            password_hash: None,
+            must_change: false,
+            slip: None,
+            user_name: self.user_name_rule(school, person, user_name),
+        })
+    }
+
     /// A person's document and credential, ready for the store. Returns the first password.
     async fn new_account(
         &self,
@@ -355,21 +384,11 @@ impl Provider {
         person: &Person,
         base: &str,
     ) -> Result<(NewRecord, Zeroizing<String>), Error> {
-        let checked = resource::check(&self.registry, Kind::User, person.document(base))
-            .map_err(|e| Error::Invalid(e.detail))?;
+        let mut record = self.person_record(school, person, base, None, true)?;
         let issued = credentials::issue(&school.passwords.policy, &self.hasher).await?;
-        Ok((
-            NewRecord {
-                index: resource::index(Kind::User, &checked.data),
-                data: checked.data,
-                members: None,
-                password_hash: Some(issued.hash),
-                must_change: true,
-                slip: None,
-                user_name: self.user_name_rule(school, person, base),
-            },
-            issued.password,
-        ))
+        record.password_hash = Some(issued.hash);
+        record.must_change = true;
+        Ok((record, issued.password))
     }
 
     /// Creates one account with a generated first password, always a new one (no matching):
@@ -479,13 +498,15 @@ impl Provider {
             .collect()
     }
 
-    /// The document of a new teaching group.
-    fn group_record(
+    /// The document of a teaching group with its members (`external_id` ties it to a
+    /// directory entry).
+    pub(crate) fn group_record(
         &self,
         school: &School,
         name: &str,
         courses: &[String],
-        tutors: Vec<String>,
+        members: Vec<String>,
+        external_id: Option<&str>,
     ) -> Result<NewRecord, Error> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -516,13 +537,16 @@ impl Provider {
             document["schemas"] = json!([CORE_GROUP, SCHOOL_GROUP]);
             document[SCHOOL_GROUP] = json!({ "courses": chosen });
         }
+        if let Some(external_id) = external_id {
+            document["externalId"] = external_id.into();
+        }
         let mut checked = resource::check(&self.registry, Kind::Group, document)
             .map_err(|e| Error::Invalid(e.detail))?;
         courses::expand_in(&school.courses, &mut checked.data).map_err(Error::Invalid)?;
         Ok(NewRecord {
             index: resource::index(Kind::Group, &checked.data),
             data: checked.data,
-            members: Some(tutors),
+            members: Some(members),
             password_hash: None,
             must_change: false,
             slip: None,
@@ -541,7 +565,7 @@ impl Provider {
         let school = self.school_of(admin)?;
         let people = self.people(&admin.scope).await?;
         let tutors = Self::tutor_ids(&people, tutors)?;
-        let record = self.group_record(school, name, courses, tutors)?;
+        let record = self.group_record(school, name, courses, tutors, None)?;
         let id = uuid::Uuid::now_v7().to_string();
         self.store
             .insert(

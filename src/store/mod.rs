@@ -133,6 +133,36 @@ pub enum ImportGroup {
     New { id: String, record: Box<NewRecord> },
 }
 
+/// What one directory sync writes, in one transaction. Every record belongs to the source.
+#[derive(Debug, Clone, Default)]
+pub struct SyncChanges {
+    /// New accounts (their names settled as in a class import).
+    pub create_users: Vec<(String, NewRecord)>,
+    /// `(id, version read when planning, new document)`.
+    pub replace_users: Vec<(String, i64, NewRecord)>,
+    pub create_groups: Vec<(String, NewRecord)>,
+    pub replace_groups: Vec<(String, i64, NewRecord)>,
+    pub delete_groups: Vec<(String, i64)>,
+    /// Leavers past the retention period.
+    pub delete_users: Vec<(String, i64)>,
+    /// Accounts that left the directory now.
+    pub left: Vec<String>,
+    /// Accounts back in the directory.
+    pub returned: Vec<String>,
+}
+
+/// A finished sync run, as `rollcall sync --status` and the admin API show it.
+#[derive(Debug, Clone)]
+pub struct SyncRun {
+    pub source: String,
+    pub started: OffsetDateTime,
+    pub finished: OffsetDateTime,
+    /// `applied`, `held`, `planned` (a dry run) or `failed`.
+    pub outcome: String,
+    /// JSON: counts, skipped entries, the error.
+    pub report: String,
+}
+
 /// Columns derived from a document.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Index {

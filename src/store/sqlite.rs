@@ -26,6 +26,7 @@ use crate::credentials::username;
 use crate::scim::schema::{Kind, Registry};
 
 mod accounts;
+mod sync;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -292,70 +293,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
-        let before = current(&mut tx, scope, kind, id, expected_version).await?;
-        let before = audited(&mut tx, kind, id, &before).await?;
-        let data = Value::Object(new.data.clone()).to_string();
-        let now = format_time(stamp.at);
-        let updated =
-            match kind {
-                Kind::User => {
-                    sqlx::query(
-                        "UPDATE users SET user_name = ?3, user_name_key = ?4, external_id = ?5, \
-                     active = ?6, data = ?7, password_hash = coalesce(?8, password_hash), \
-                     must_change = CASE WHEN ?8 IS NULL THEN must_change ELSE ?10 END, \
-                     password_set_at = CASE WHEN ?8 IS NULL THEN password_set_at ELSE ?9 END, \
-                     modified_at = ?9, version = version + 1 WHERE school_id = ?1 AND id = ?2",
-                    )
-                    .bind(&scope.school_id)
-                    .bind(id)
-                    .bind(&new.index.name)
-                    .bind(new.index.name.to_lowercase())
-                    .bind(&new.index.external_id)
-                    .bind(new.index.active)
-                    .bind(&data)
-                    .bind(&new.password_hash)
-                    .bind(&now)
-                    .bind(new.must_change)
-                    .execute(&mut *tx)
-                    .await
-                }
-                Kind::Group => sqlx::query(
-                    "UPDATE groups SET display_name = ?3, display_name_key = ?4, external_id = ?5, \
-                     data = ?6, modified_at = ?7, version = version + 1 \
-                     WHERE school_id = ?1 AND id = ?2",
-                )
-                .bind(&scope.school_id)
-                .bind(id)
-                .bind(&new.index.name)
-                .bind(new.index.name.to_lowercase())
-                .bind(&new.index.external_id)
-                .bind(&data)
-                .bind(&now)
-                .execute(&mut *tx)
-                .await,
-            };
-        updated.map_err(|e| conflict(e, kind, &new.index.name))?;
-        write_dependents(&mut tx, scope, kind, id, new, false).await?;
-        if new.password_hash.is_some() {
-            // The slip's password no longer works.
-            sqlx::query("DELETE FROM pending_slips WHERE user_id = ?1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let after = audited(&mut tx, kind, id, &data).await?;
-        audit(
-            &mut tx,
-            scope,
-            stamp.actor,
-            "replace",
-            kind,
-            id,
-            Some(&before),
-            Some(&after),
-            &now,
-        )
-        .await?;
+        replace(&mut tx, scope, kind, id, expected_version, new, stamp).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -371,44 +309,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<()> {
         let (_turn, mut tx) = self.write().await?;
-        let before = current(&mut tx, scope, kind, id, expected_version).await?;
-        let before = audited(&mut tx, kind, id, &before).await?;
-        sqlx::query("DELETE FROM group_members WHERE member_id = ?1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if kind == Kind::User {
-            sqlx::query(
-                "INSERT INTO retired_user_names (school_id, user_name_key, retired_at) \
-                 SELECT school_id, user_name_key, ?3 FROM users WHERE school_id = ?1 AND id = ?2 \
-                 ON CONFLICT (school_id, user_name_key) DO UPDATE SET retired_at = excluded.retired_at",
-            )
-            .bind(&scope.school_id)
-            .bind(id)
-            .bind(format_time(stamp.at))
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(&format!(
-            "DELETE FROM {} WHERE school_id = ?1 AND id = ?2",
-            table(kind)
-        ))
-        .bind(&scope.school_id)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut tx,
-            scope,
-            stamp.actor,
-            "delete",
-            kind,
-            id,
-            Some(&before),
-            None,
-            &format_time(stamp.at),
-        )
-        .await?;
+        delete(&mut tx, scope, kind, id, expected_version, stamp).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -439,6 +340,132 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Replaces a resource's document. `expected_version`, when given, guards against lost
+/// updates: the write happens only if the stored version still equals it.
+async fn replace(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+    new: &NewRecord,
+    stamp: Stamp<'_>,
+) -> Result<()> {
+    let before = current(tx, scope, kind, id, expected_version).await?;
+    let before = audited(tx, kind, id, &before).await?;
+    let data = Value::Object(new.data.clone()).to_string();
+    let now = format_time(stamp.at);
+    let updated = match kind {
+        Kind::User => {
+            sqlx::query(
+                "UPDATE users SET user_name = ?3, user_name_key = ?4, external_id = ?5, \
+                 active = ?6, data = ?7, password_hash = coalesce(?8, password_hash), \
+                 must_change = CASE WHEN ?8 IS NULL THEN must_change ELSE ?10 END, \
+                 password_set_at = CASE WHEN ?8 IS NULL THEN password_set_at ELSE ?9 END, \
+                 modified_at = ?9, version = version + 1 WHERE school_id = ?1 AND id = ?2",
+            )
+            .bind(&scope.school_id)
+            .bind(id)
+            .bind(&new.index.name)
+            .bind(new.index.name.to_lowercase())
+            .bind(&new.index.external_id)
+            .bind(new.index.active)
+            .bind(&data)
+            .bind(&new.password_hash)
+            .bind(&now)
+            .bind(new.must_change)
+            .execute(&mut **tx)
+            .await
+        }
+        Kind::Group => {
+            sqlx::query(
+                "UPDATE groups SET display_name = ?3, display_name_key = ?4, external_id = ?5, \
+                 data = ?6, modified_at = ?7, version = version + 1 \
+                 WHERE school_id = ?1 AND id = ?2",
+            )
+            .bind(&scope.school_id)
+            .bind(id)
+            .bind(&new.index.name)
+            .bind(new.index.name.to_lowercase())
+            .bind(&new.index.external_id)
+            .bind(&data)
+            .bind(&now)
+            .execute(&mut **tx)
+            .await
+        }
+    };
+    updated.map_err(|e| conflict(e, kind, &new.index.name))?;
+    write_dependents(tx, scope, kind, id, new, false).await?;
+    if new.password_hash.is_some() {
+        // The slip's password no longer works.
+        sqlx::query("DELETE FROM pending_slips WHERE user_id = ?1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let after = audited(tx, kind, id, &data).await?;
+    audit(
+        tx,
+        scope,
+        stamp.actor,
+        "replace",
+        kind,
+        id,
+        Some(&before),
+        Some(&after),
+        &now,
+    )
+    .await
+}
+
+async fn delete(
+    tx: &mut Transaction<'static, Sqlite>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+    stamp: Stamp<'_>,
+) -> Result<()> {
+    let before = current(tx, scope, kind, id, expected_version).await?;
+    let before = audited(tx, kind, id, &before).await?;
+    sqlx::query("DELETE FROM group_members WHERE member_id = ?1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    if kind == Kind::User {
+        sqlx::query(
+            "INSERT INTO retired_user_names (school_id, user_name_key, retired_at) \
+             SELECT school_id, user_name_key, ?3 FROM users WHERE school_id = ?1 AND id = ?2 \
+             ON CONFLICT (school_id, user_name_key) DO UPDATE SET retired_at = excluded.retired_at",
+        )
+        .bind(&scope.school_id)
+        .bind(id)
+        .bind(format_time(stamp.at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(&format!(
+        "DELETE FROM {} WHERE school_id = ?1 AND id = ?2",
+        table(kind)
+    ))
+    .bind(&scope.school_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    audit(
+        tx,
+        scope,
+        stamp.actor,
+        "delete",
+        kind,
+        id,
+        Some(&before),
+        None,
+        &format_time(stamp.at),
+    )
+    .await
 }
 
 /// Shifts `?N` markers of a fragment by `by`, so it can follow `by` earlier parameters.

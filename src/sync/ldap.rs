@@ -6,6 +6,8 @@
 //! answer in time, refused the bind, has no such base DN, or stopped at its size limit.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
@@ -16,6 +18,10 @@ use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry
 pub struct Settings {
     /// `ldap://host:port` or `ldaps://host:port`.
     pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    pub starttls: bool,
+    /// PEM certificates to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
     pub bind_dn: String,
     pub password: zeroize::Zeroizing<String>,
     /// For connecting and for each operation.
@@ -28,6 +34,8 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Settings")
             .field("url", &self.url)
+            .field("starttls", &self.starttls)
+            .field("ca_file", &self.ca_file)
             .field("bind_dn", &self.bind_dn)
             .field("timeout", &self.timeout)
             .field("page_size", &self.page_size)
@@ -39,6 +47,8 @@ impl std::fmt::Debug for Settings {
 pub enum Error {
     #[error("cannot reach {url}: {detail}")]
     Unreachable { url: String, detail: String },
+    #[error("TLS with {url} failed: {detail}")]
+    Tls { url: String, detail: String },
     #[error("{url} did not answer within {} s", .timeout.as_secs())]
     Timeout { url: String, timeout: Duration },
     #[error("the directory refused the bind as `{dn}`: {detail}")]
@@ -95,7 +105,15 @@ impl Directory {
     /// Connects and binds.
     pub async fn connect(settings: &Settings) -> Result<Directory, Error> {
         let url = settings.url.clone();
-        let connection = LdapConnSettings::new().set_conn_timeout(settings.timeout);
+        let mut connection = LdapConnSettings::new()
+            .set_conn_timeout(settings.timeout)
+            .set_starttls(settings.starttls);
+        if let Some(path) = &settings.ca_file {
+            connection = connection.set_config(tls_config(path).map_err(|detail| Error::Tls {
+                url: url.clone(),
+                detail,
+            })?);
+        }
         let (connection, mut ldap) = LdapConnAsync::with_settings(connection, &url)
             .await
             .map_err(|e| connect_error(e, &url, settings.timeout))?;
@@ -163,7 +181,68 @@ impl Directory {
             });
         }
         stream.finish().await.success().map_err(fail)?;
+        drop(stream);
+        for entry in &mut entries {
+            if entry.attrs.keys().any(|key| parse_range(key).is_some()) {
+                self.complete_ranges(entry).await?;
+            }
+        }
         Ok(entries)
+    }
+
+    /// Active Directory returns at most 1,500 values of a multi-valued attribute (`member`)
+    /// per read, as `member;range=0-1499`; the rest are read by asking for the next range
+    /// until the server answers with an end of `*`. Leaves the whole list under `member`.
+    async fn complete_ranges(&mut self, entry: &mut Entry) -> Result<(), Error> {
+        let ranged: Vec<String> = entry
+            .attrs
+            .keys()
+            .filter(|key| parse_range(key).is_some())
+            .cloned()
+            .collect();
+        for key in ranged {
+            let Some(values) = entry.attrs.remove(&key) else {
+                continue;
+            };
+            let Some(range) = parse_range(&key) else {
+                continue;
+            };
+            let name = range.attribute.to_owned();
+            let mut all = values;
+            let mut end = range.end;
+            while let Some(last) = end {
+                let request = format!("{name};range={}-*", last + 1);
+                let (results, _) = self
+                    .ldap
+                    .with_timeout(self.timeout)
+                    .search(
+                        &entry.dn,
+                        Scope::Base,
+                        "(objectClass=*)",
+                        vec![request.as_str()],
+                    )
+                    .await
+                    .and_then(|result| result.success())
+                    .map_err(|e| Error::Other(format!("reading {request} of {}: {e}", entry.dn)))?;
+                let Some(result) = results.into_iter().next() else {
+                    break;
+                };
+                let result = SearchEntry::construct(result);
+                let next = result.attrs.into_iter().find_map(|(key, values)| {
+                    let range = parse_range(&key)?;
+                    (range.attribute.eq_ignore_ascii_case(&name)).then_some((range.end, values))
+                });
+                match next {
+                    Some((next_end, values)) if !values.is_empty() => {
+                        all.extend(values);
+                        end = next_end;
+                    }
+                    _ => break,
+                }
+            }
+            entry.attrs.entry(name).or_default().extend(all);
+        }
+        Ok(())
     }
 
     /// Unbinds politely; the connection closes either way.
@@ -182,15 +261,105 @@ fn connect_error(error: LdapError, url: &str, timeout: Duration) -> Error {
             url: url.to_owned(),
             detail: source.to_string(),
         },
+        LdapError::Io { source }
+            if source
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()) =>
+        {
+            Error::Tls {
+                url: url.to_owned(),
+                detail: source.to_string(),
+            }
+        }
         LdapError::Io { source } => Error::Unreachable {
             url: url.to_owned(),
             detail: source.to_string(),
+        },
+        LdapError::Rustls { source } => Error::Tls {
+            url: url.to_owned(),
+            detail: source.to_string(),
+        },
+        LdapError::LdapResult { result } => Error::Tls {
+            url: url.to_owned(),
+            detail: format!(
+                "the server refused StartTLS: {}",
+                describe(result.rc, &result.text)
+            ),
         },
         other => Error::Unreachable {
             url: url.to_owned(),
             detail: other.to_string(),
         },
     }
+}
+
+/// A ranged attribute description (`member;range=0-1499`): the attribute, the first value's
+/// index, and the last one's (`None` for `*`: these are the last values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range<'a> {
+    pub attribute: &'a str,
+    pub start: usize,
+    pub end: Option<usize>,
+}
+
+/// Parses `name;range=START-END` (END a number or `*`); other options may precede `range`.
+pub fn parse_range(key: &str) -> Option<Range<'_>> {
+    let mut parts = key.split(';');
+    let attribute = parts.next().filter(|name| !name.is_empty())?;
+    let range = parts.find_map(|option| {
+        let (name, value) = option.split_once('=')?;
+        name.eq_ignore_ascii_case("range").then_some(value)
+    })?;
+    let (start, end) = range.split_once('-')?;
+    let start = start.parse().ok()?;
+    let end = match end {
+        "*" => None,
+        end => Some(end.parse().ok().filter(|&end: &usize| end >= start)?),
+    };
+    Some(Range {
+        attribute,
+        start,
+        end,
+    })
+}
+
+/// Active Directory's `objectGUID` (16 bytes) as the text Microsoft's tools show: the first
+/// three fields little-endian (`{4f3a…}` without braces), lower case.
+pub fn guid_text(bytes: &[u8]) -> Option<String> {
+    let bytes: [u8; 16] = bytes.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes_le(bytes).to_string())
+}
+
+/// Active Directory's `userAccountControl` flag for a disabled account (ACCOUNTDISABLE).
+pub const ACCOUNT_DISABLED: u32 = 0x2;
+
+/// A TLS configuration trusting only the certificates in a PEM file.
+fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read the CA file {}: {e}", path.display()))?;
+    for certificate in certificates {
+        let certificate =
+            certificate.map_err(|e| format!("the CA file {} is not PEM: {e}", path.display()))?;
+        roots
+            .add(certificate)
+            .map_err(|e| format!("a certificate in {} is unusable: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "the CA file {} holds no certificate",
+            path.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A result code with its name, and the server's text when it gave one.
@@ -209,5 +378,60 @@ fn describe(rc: u32, text: &str) -> String {
         format!("{name} (result code {rc})")
     } else {
         format!("{name} (result code {rc}): {}", text.trim())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_parsed_as_active_directory_writes_them() {
+        assert_eq!(
+            parse_range("member;range=0-1499"),
+            Some(Range {
+                attribute: "member",
+                start: 0,
+                end: Some(1499)
+            })
+        );
+        assert_eq!(
+            parse_range("member;range=1500-*"),
+            Some(Range {
+                attribute: "member",
+                start: 1500,
+                end: None
+            })
+        );
+        assert_eq!(
+            parse_range("member;binary;Range=3000-4499").map(|r| (r.attribute, r.end)),
+            Some(("member", Some(4499)))
+        );
+        for not_ranged in [
+            "member",
+            "member;binary",
+            ";range=0-1",
+            "member;range=",
+            "member;range=5",
+            "member;range=a-9",
+            "member;range=9-3",
+            "member;range=0-x",
+        ] {
+            assert_eq!(parse_range(not_ranged), None, "{not_ranged}");
+        }
+    }
+
+    #[test]
+    fn guids_are_shown_with_the_first_three_fields_little_endian() {
+        // As stored: the first three fields byte-reversed from how the text shows them.
+        let bytes = [
+            0x6f, 0x2c, 0x8b, 0x8f, 0xd9, 0x6b, 0x9e, 0x45, 0x9a, 0x45, 0x6d, 0x20, 0x8e, 0x2c,
+            0x4f, 0x37,
+        ];
+        assert_eq!(
+            guid_text(&bytes).as_deref(),
+            Some("8f8b2c6f-6bd9-459e-9a45-6d208e2c4f37")
+        );
+        assert_eq!(guid_text(&bytes[..15]), None);
     }
 }

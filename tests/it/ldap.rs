@@ -18,6 +18,8 @@ const _: () = assert!(STUDENT_COUNT > SIZE_LIMIT);
 fn settings(slapd: &Slapd, password: &str) -> Settings {
     Settings {
         url: slapd.url.clone(),
+        starttls: false,
+        ca_file: None,
         bind_dn: slapd.reader_dn.clone(),
         password: password.to_owned().into(),
         timeout: Duration::from_secs(10),
@@ -171,4 +173,139 @@ async fn failures_say_what_went_wrong() {
         Directory::connect(&closed).await,
         Err(Error::BadUrl { .. } | Error::Unreachable { .. })
     ));
+}
+
+/// The Active Directory-shaped school ([`crate::slapd::ad_school_ldif`]) as the reader sees it:
+/// every `user` past the size limit, `objectGUID` as 16 bytes in `bin_attrs`, the account flags
+/// and the back-links (`memberOf`) as text, groups with groups as members.
+mod active_directory_fixture {
+    use std::collections::HashMap;
+
+    use rollcall::sync::dn;
+    use rollcall::sync::ldap::{Directory, Entry};
+
+    use super::settings;
+    use crate::slapd::{
+        AD_BASE, AD_DISABLED_STUDENT, AD_GROUPS, SIZE_LIMIT, Slapd, ad_school_ldif,
+    };
+
+    const STUDENTS: usize = 1100;
+    const _: () = assert!(STUDENTS > SIZE_LIMIT);
+
+    /// The one `objectGUID` of an entry, which must have arrived as bytes.
+    fn guid(entry: &Entry) -> &[u8] {
+        assert!(entry.first("objectGUID").is_none(), "{} as text", entry.dn);
+        let (_, values) = entry
+            .bin_attrs
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("objectGUID"))
+            .unwrap_or_else(|| panic!("{} has no binary objectGUID", entry.dn));
+        assert_eq!(values.len(), 1, "{}", entry.dn);
+        assert_eq!(values[0].len(), 16, "{}", entry.dn);
+        &values[0]
+    }
+
+    #[tokio::test]
+    async fn every_user_arrives_with_its_guid_as_bytes_its_flags_and_its_groups() {
+        let school = ad_school_ldif(STUDENTS);
+        let Some(slapd) = Slapd::start(&school.ldif) else {
+            return;
+        };
+        let mut directory = Directory::connect(&settings(&slapd, &slapd.reader_password))
+            .await
+            .unwrap();
+        let users = directory
+            .search(
+                AD_BASE,
+                "(objectClass=user)",
+                &[
+                    "objectGUID",
+                    "sAMAccountName",
+                    "userAccountControl",
+                    "memberOf",
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(users.len(), STUDENTS + school.staff.len());
+        let by_guid: HashMap<&[u8], &Entry> = users.iter().map(|u| (guid(u), u)).collect();
+        assert_eq!(by_guid.len(), users.len(), "GUIDs are unique");
+
+        for person in school.students.iter().chain(&school.staff) {
+            let entry = by_guid
+                .get(person.object_guid.as_slice())
+                .unwrap_or_else(|| panic!("{} missing", person.dn));
+            assert!(
+                dn::same(&entry.dn, &person.dn),
+                "{} {}",
+                entry.dn,
+                person.dn
+            );
+            assert_eq!(
+                entry.first("sAMAccountName"),
+                Some(person.sam_account_name.as_str())
+            );
+            assert_eq!(
+                entry.first("userAccountControl"),
+                Some(person.user_account_control.to_string().as_str())
+            );
+            assert!(!person.member_of.is_empty(), "{}", person.dn);
+            assert_eq!(entry.all("memberOf"), person.member_of, "{}", person.dn);
+        }
+
+        let leaver = school.person(AD_DISABLED_STUDENT.0);
+        assert!(leaver.disabled());
+        let entry = by_guid[leaver.object_guid.as_slice()];
+        assert_eq!(entry.first("userAccountControl"), Some("514"));
+        // Microsoft's text form of the GUID: the first three fields little-endian.
+        let text = uuid::Uuid::from_bytes_le(guid(entry).try_into().unwrap()).to_string();
+        assert_eq!(text, leaver.guid);
+
+        // AD's idiom for disabled accounts, through the reader.
+        let disabled = directory
+            .search(
+                AD_BASE,
+                "(&(objectClass=user)(userAccountControl:1.2.840.113556.1.4.803:=2))",
+                &["sAMAccountName"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(disabled.len(), 1);
+        assert_eq!(disabled[0].first("sAMAccountName"), Some("lleaver"));
+
+        // Groups: members written as AD writes them, groups among them.
+        let groups = directory
+            .search(
+                AD_GROUPS,
+                "(objectClass=group)",
+                &["cn", "member", "objectGUID"],
+            )
+            .await
+            .unwrap();
+        assert_eq!(groups.len(), school.groups.len());
+        for group in school.groups.iter() {
+            let entry = groups
+                .iter()
+                .find(|g| g.first("cn") == Some(group.cn.as_str()))
+                .unwrap_or_else(|| panic!("{} missing", group.dn));
+            assert_eq!(guid(entry), group.object_guid);
+            assert_eq!(entry.all("member"), group.members, "{}", group.dn);
+        }
+        let year12 = groups
+            .iter()
+            .find(|g| g.first("cn") == Some("Year 12 Maths"))
+            .unwrap();
+        for set in ["12A/Ma1", "12B/Ma1"] {
+            let nested = &school.group(set).dn;
+            assert!(year12.all("member").iter().any(|m| dn::same(m, nested)));
+        }
+        assert_eq!(school.people_in("Year 12 Maths").len(), {
+            let year12 = school
+                .students
+                .iter()
+                .filter(|s| s.year.as_deref() == Some("12"));
+            year12.count() + 2
+        });
+        directory.close().await;
+    }
 }

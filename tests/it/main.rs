@@ -18,5 +18,6 @@ mod ldap;
 mod listing;
 mod slapd;
 mod smoke;
+mod sync;
 mod usernames;
 mod versions;

@@ -17,21 +17,35 @@
 //! [`school_ldif`] generates a deterministic school: students, tutors and teaching groups,
 //! with the awkward cases a real directory has (see its documentation).
 //!
+//! Every server also loads a small Active Directory schema ([`AD_SCHEMA`]: `objectGUID`,
+//! `sAMAccountName`, `userPrincipalName`, `userAccountControl`, `memberOf`, `uSNChanged`…, the
+//! classes `user` and `group`, with Microsoft's OIDs), so it can hold [`ad_school_ldif`]'s
+//! Active Directory-shaped school. The change helpers ([`Slapd::move_entry`],
+//! [`Slapd::add_member`], [`Slapd::set_disabled`]…) keep `member`/`memberOf` consistent and
+//! advance `uSNChanged` the way Active Directory does.
+//!
+//! slapd keeps the DN values that slapadd loads (`member: CN=…,OU=…`) as written, but prettifies
+//! those sent by LDAP operations (`ldapmodify`: `cn=…,ou=…`), and always returns entry DNs in
+//! its own spelling (`cn=Cohen\2C David,ou=Staff,dc=school,dc=example`).
+//!
 //! `scripts/test.sh` installs slapd and ldap-utils. Without them a plain `cargo test` prints a
 //! loud `skipped:` line and [`Slapd::start`] returns `None`; with `CI=true` it panics instead.
 //!
 //! Debian's slapd 2.5 builds only the `config`, `ldif` and `monitor` backends in: `mdb` and the
 //! overlays are modules in `/usr/lib/ldap` (`modulepath` + `moduleload back_mdb`).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use sha2::{Digest, Sha256};
 
 const SLAPD: &str = "/usr/sbin/slapd";
 const SLAPADD: &str = "/usr/sbin/slapadd";
@@ -65,6 +79,8 @@ pub struct Slapd {
     pub admin_dn: String,
     pub admin_password: String,
     child: Child,
+    /// The highest `uSNChanged` written so far (see [`Slapd::highest_usn`]).
+    usn: AtomicU64,
     // Removed once `drop` has stopped the process.
     dir: tempfile::TempDir,
 }
@@ -92,6 +108,7 @@ impl Slapd {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("slapd.conf");
         std::fs::write(&conf, config(dir.path())).unwrap();
+        std::fs::write(dir.path().join("ad.schema"), AD_SCHEMA).unwrap();
         std::fs::create_dir(dir.path().join("db")).unwrap();
 
         let file = dir.path().join("directory.ldif");
@@ -123,6 +140,7 @@ impl Slapd {
             admin_dn: ADMIN_DN.to_owned(),
             admin_password: ADMIN_PASSWORD.to_owned(),
             child,
+            usn: AtomicU64::new(highest_usn_in(ldif)),
             dir,
         };
         let mut attempts = 1;
@@ -195,6 +213,187 @@ impl Slapd {
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// The entry `dn` as the rootdn sees it (a base search) with `attributes` (`[]`: the user
+    /// attributes, as `*`); `None` when it does not exist.
+    pub fn read(&self, dn: &str, attributes: &[&str]) -> Option<Entry> {
+        let mut args = vec!["-s", "base", "-b", dn, "(objectClass=*)"];
+        args.extend(attributes);
+        let search = self.ldapsearch(&self.admin_dn, &self.admin_password, &args);
+        match search.code {
+            0 => search.entries.into_iter().next(),
+            32 => None,
+            code => panic!("cannot read {dn} ({code}): {}", search.stderr),
+        }
+    }
+
+    /// Active Directory's `highestCommittedUSN`, as this fixture keeps it: the highest
+    /// `uSNChanged` in the LDIF the server started with, or written by the helpers since.
+    /// A delta sync asks for `(uSNChanged>=N)` with N one above the value it saw last.
+    pub fn highest_usn(&self) -> u64 {
+        self.usn.load(Ordering::SeqCst)
+    }
+
+    /// Deletes the leaf entry `dn` and, as Active Directory does with its linked attributes
+    /// (and OpenLDAP's refint overlay), every `member` and `memberOf` value naming it, in any
+    /// case. The groups' `uSNChanged` is left alone. Panics when slapd refuses, e.g. for the
+    /// last `member` of a `groupOfNames` (its class requires one).
+    pub fn delete(&self, dn: &str) {
+        self.relink(dn, None);
+        self.modify(&format!("{}changetype: delete\n", value("dn", dn)));
+    }
+
+    /// Renames or moves `dn` (LDAP modrdn, the old RDN value removed): its RDN becomes
+    /// `new_rdn` (e.g. `CN=Jane Smith-Brown`; RFC 4514 escaped, see [`rdn_value`]) and, with
+    /// `new_parent`, its parent too (e.g. `OU=Year 13,OU=Students,DC=school,DC=example`).
+    /// Like Active Directory, the `member` and `memberOf` values naming it are rewritten to the
+    /// new DN (without touching those entries' `uSNChanged`; in AD links follow the object),
+    /// and its own `uSNChanged`, if it has one, advances. Returns the new DN as built from the
+    /// arguments; slapd spells the attribute types of DNs it is sent (the entry's and the
+    /// rewritten values) its own way: `cn=…,ou=…`.
+    pub fn move_entry(&self, dn: &str, new_rdn: &str, new_parent: Option<&str>) -> String {
+        let (_, parent) = split_rdn(dn);
+        let mut ldif = format!(
+            "{}changetype: modrdn\n{}deleteoldrdn: 1\n",
+            value("dn", dn),
+            value("newrdn", new_rdn)
+        );
+        if let Some(new_parent) = new_parent {
+            ldif.push_str(&value("newsuperior", new_parent));
+        }
+        self.modify(&ldif);
+        let new_dn = format!("{new_rdn},{}", new_parent.unwrap_or(parent));
+        self.relink(dn, Some(&new_dn));
+        self.touch(&new_dn);
+        new_dn
+    }
+
+    /// A person's new name: `givenName`, `sn`, `displayName` (when the entry has one) and
+    /// `cn` (`"{given} {sn}"`) are replaced. When `cn` is the RDN (as in Active Directory) the
+    /// entry is renamed with [`Slapd::move_entry`] in the same parent, so group memberships
+    /// follow; otherwise (`uid=…`) the DN stays. `uSNChanged` advances. Returns the DN after.
+    pub fn rename_person(&self, dn: &str, given_name: &str, sn: &str) -> String {
+        let entry = self.read(dn, &["displayName"]).expect("the person exists");
+        let cn = format!("{given_name} {sn}");
+        let mut ldif = format!("{}changetype: modify\n", value("dn", dn));
+        let mut replace = |attribute: &str, new: &str| {
+            ldif.push_str(&format!(
+                "replace: {attribute}\n{}-\n",
+                value(attribute, new)
+            ));
+        };
+        replace("givenName", given_name);
+        replace("sn", sn);
+        if !entry.get("displayName").is_empty() {
+            replace("displayName", &cn);
+        }
+        let (rdn, _) = split_rdn(dn);
+        let (rdn_type, _) = rdn.split_once('=').expect("an RDN has a type");
+        let cn_is_rdn = ["cn", "commonName", "2.5.4.3"]
+            .iter()
+            .any(|name| rdn_type.trim().eq_ignore_ascii_case(name));
+        if cn_is_rdn {
+            self.modify(&ldif);
+            self.move_entry(dn, &format!("{rdn_type}={}", rdn_value(&cn)), None)
+        } else {
+            replace("cn", &cn);
+            self.modify(&ldif);
+            self.touch(dn);
+            dn.to_owned()
+        }
+    }
+
+    /// Sets or clears `ACCOUNTDISABLE` (2) in the `userAccountControl` of `dn`, keeping the
+    /// other flags (512 ↔ 514, 66048 ↔ 66050), and advances its `uSNChanged`.
+    pub fn set_disabled(&self, dn: &str, disabled: bool) {
+        let entry = self
+            .read(dn, &["userAccountControl"])
+            .expect("the account exists");
+        let flags: u32 = entry
+            .get("userAccountControl")
+            .first()
+            .map_or(UAC_NORMAL_ACCOUNT, |v| v.parse().unwrap());
+        let flags = if disabled {
+            flags | UAC_ACCOUNTDISABLE
+        } else {
+            flags & !UAC_ACCOUNTDISABLE
+        };
+        self.modify(&format!(
+            "{}changetype: modify\nreplace: userAccountControl\nuserAccountControl: {flags}\n-\n",
+            value("dn", dn)
+        ));
+        self.touch(dn);
+    }
+
+    /// Adds `member` (a DN, written as given) to `group`'s `member`, advancing the group's
+    /// `uSNChanged`; when `member` is an Active Directory `user` or `group`, `group` joins its
+    /// `memberOf` too (AD's back-link; its `uSNChanged` stays, as in AD).
+    pub fn add_member(&self, group: &str, member: &str) {
+        self.change_member("add", group, member);
+    }
+
+    /// Removes `member` (in any case) from `group`, the counterpart of [`Slapd::add_member`].
+    pub fn remove_member(&self, group: &str, member: &str) {
+        self.change_member("delete", group, member);
+    }
+
+    fn change_member(&self, operation: &str, group: &str, member: &str) {
+        self.modify(&format!(
+            "{}changetype: modify\n{operation}: member\n{}-\n",
+            value("dn", group),
+            value("member", member)
+        ));
+        self.touch(group);
+        let is_ad = self.read(member, &["objectClass"]).is_some_and(|entry| {
+            entry.get("objectClass").iter().any(|class| {
+                class.eq_ignore_ascii_case("user") || class.eq_ignore_ascii_case("group")
+            })
+        });
+        if is_ad {
+            self.modify(&format!(
+                "{}changetype: modify\n{operation}: memberOf\n{}-\n",
+                value("dn", member),
+                value("memberOf", group)
+            ));
+        }
+    }
+
+    /// Rewrites (`new`) or removes (`None`) every `member` and `memberOf` value naming `old`.
+    fn relink(&self, old: &str, new: Option<&str>) {
+        for attribute in ["member", "memberOf"] {
+            let filter = format!("({attribute}={})", filter_value(old));
+            let search = self.ldapsearch(
+                &self.admin_dn,
+                &self.admin_password,
+                &["-b", &self.base, &filter, "1.1"],
+            );
+            assert_eq!(search.code, 0, "{filter}: {}", search.stderr);
+            for entry in search.entries {
+                let mut ldif = format!(
+                    "{}changetype: modify\ndelete: {attribute}\n{}-\n",
+                    value("dn", &entry.dn),
+                    value(attribute, old)
+                );
+                if let Some(new) = new {
+                    ldif.push_str(&format!("add: {attribute}\n{}-\n", value(attribute, new)));
+                }
+                self.modify(&ldif);
+            }
+        }
+    }
+
+    /// Gives `dn` the next `uSNChanged` when it has one (Active Directory's objects do).
+    fn touch(&self, dn: &str) {
+        let entry = self.read(dn, &["uSNChanged"]).expect("the entry exists");
+        if entry.get("uSNChanged").is_empty() {
+            return;
+        }
+        let usn = self.usn.fetch_add(1, Ordering::SeqCst) + 1;
+        self.modify(&format!(
+            "{}changetype: modify\nreplace: uSNChanged\nuSNChanged: {usn}\n-\n",
+            value("dn", dn)
+        ));
     }
 
     /// Waits (up to 10 s) until slapd has opened its listener (it logs `slapd starting`) and
@@ -275,6 +474,8 @@ include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
+# Active Directory's user and group, for ad_school_ldif.
+include "{dir}/ad.schema"
 
 pidfile "{dir}/slapd.pid"
 argsfile "{dir}/slapd.args"
@@ -295,6 +496,7 @@ rootdn "{ADMIN_DN}"
 rootpw {ADMIN_PASSWORD}
 directory "{dir}/db"
 index objectClass,uid,employeeNumber,entryUUID,entryCSN eq
+index objectGUID,sAMAccountName,member,memberOf eq
 
 access to attrs=userPassword
     by self write
@@ -609,6 +811,646 @@ fn value(name: &str, value: &str) -> String {
     }
 }
 
+// --- An Active Directory-shaped school ---------------------------------------------------------
+
+/// The Active Directory attributes and classes a sync reads, with Microsoft's OIDs, as an
+/// OpenLDAP schema file; every [`Slapd`] loads it.
+///
+/// Differences from Active Directory's own definitions, so that slapd accepts them and a
+/// test can write them:
+/// - Everything is user-modifiable: slapd loads `NO-USER-MODIFICATION` only for operational
+///   attributes, and `memberOf`, `objectGUID` and `uSNChanged` are written by the fixture
+///   (AD computes them). `memberOf` is a plain attribute here, kept by [`Slapd::add_member`] and
+///   friends; no overlay maintains it (OpenLDAP's `memberof` overlay defines a `memberOf` of
+///   its own and is not loaded).
+/// - `user` derives from `inetOrgPerson` (AD: `organizationalPerson`, with the
+///   `inetOrgPerson` attributes added), so `employeeNumber`, `departmentNumber` and `mail` are
+///   allowed; `group` does not require `groupType`.
+/// - AD syntaxes map to LDAP ones: Large Integer (`uSNChanged`) to INTEGER, Unicode to
+///   Directory String.
+///
+/// slapd's own `integerBitAndMatch` (1.2.840.113556.1.4.803) makes AD's idiom for disabled
+/// accounts work: `(userAccountControl:1.2.840.113556.1.4.803:=2)`.
+pub const AD_SCHEMA: &str = "\
+# Written by tests/it/slapd.rs: Active Directory's user and group, with Microsoft's OIDs.
+attributetype ( 1.2.840.113556.1.4.2 NAME 'objectGUID'
+    DESC 'AD: the object identifier that never changes, 16 bytes'
+    EQUALITY octetStringMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.40 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.221 NAME 'sAMAccountName'
+    DESC 'AD: the pre-Windows 2000 logon name'
+    EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{256} SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName'
+    DESC 'AD: the logon name in e-mail form'
+    EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{1024} SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.8 NAME 'userAccountControl'
+    DESC 'AD: account flags; 2 is ACCOUNTDISABLE, 512 NORMAL_ACCOUNT'
+    EQUALITY integerMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.2.102 NAME 'memberOf'
+    DESC 'AD: the groups the object is a direct member of'
+    EQUALITY distinguishedNameMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.12 )
+attributetype ( 1.2.840.113556.1.2.120 NAME 'uSNChanged'
+    DESC 'AD: the update sequence number of the last change'
+    EQUALITY integerMatch ORDERING integerOrderingMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.750 NAME 'groupType'
+    DESC 'AD: group scope and kind; -2147483646 is a global security group'
+    EQUALITY integerMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.27 SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.4.35 NAME 'employeeID'
+    DESC 'AD: the employee (or student) number'
+    EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{16} SINGLE-VALUE )
+attributetype ( 1.2.840.113556.1.2.141 NAME 'department'
+    DESC 'AD: the department'
+    EQUALITY caseIgnoreMatch SUBSTR caseIgnoreSubstringsMatch
+    SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{64} SINGLE-VALUE )
+objectclass ( 1.2.840.113556.1.5.9 NAME 'user'
+    DESC 'AD: a user account'
+    SUP inetOrgPerson STRUCTURAL
+    MAY ( objectGUID $ sAMAccountName $ userPrincipalName $ userAccountControl $
+          memberOf $ uSNChanged $ employeeID $ department ) )
+objectclass ( 1.2.840.113556.1.5.8 NAME 'group'
+    DESC 'AD: a group; may be empty, may have groups as members'
+    SUP top STRUCTURAL
+    MUST cn
+    MAY ( member $ objectGUID $ sAMAccountName $ groupType $ description $ mail $
+          memberOf $ uSNChanged ) )
+";
+
+/// The highest `uSNChanged: N` in `ldif` (0 without any).
+fn highest_usn_in(ldif: &str) -> u64 {
+    ldif.lines()
+        .filter_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("uSNChanged")
+                .then(|| value.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Where [`ad_school_ldif`] puts things, spelled as Active Directory spells DNs (upper-case
+/// attribute types). slapd returns entry DNs with its own spelling of the types (`cn=`, `ou=`,
+/// `dc=`) and `\,` as `\2C`; values of `member` and `memberOf` come back as written.
+pub const AD_BASE: &str = "DC=school,DC=example";
+pub const AD_STUDENTS: &str = "OU=Students,DC=school,DC=example";
+pub const AD_STAFF: &str = "OU=Staff,DC=school,DC=example";
+pub const AD_GROUPS: &str = "OU=Groups,DC=school,DC=example";
+
+/// `userAccountControl` flags.
+pub const UAC_ACCOUNTDISABLE: u32 = 0x2;
+pub const UAC_NORMAL_ACCOUNT: u32 = 0x200;
+pub const UAC_DONT_EXPIRE_PASSWORD: u32 = 0x1_0000;
+
+/// `groupType` of a global security group (`0x80000002` as a signed 32-bit integer).
+pub const GLOBAL_SECURITY_GROUP: i32 = -2_147_483_646;
+
+/// The `uSNChanged` of the first entry [`ad_school_ldif`] writes; each next one gets one more.
+pub const AD_FIRST_USN: u64 = 12_000;
+
+/// The OU of a year group's students: `OU=Year 12,OU=Students,DC=school,DC=example`.
+pub fn ad_year_ou(year: &str) -> String {
+    format!("OU=Year {year},{AD_STUDENTS}")
+}
+
+/// The student [`ad_school_ldif`] writes after the [`SPECIAL_STUDENTS`] (employee number
+/// S000009): `(sAMAccountName, givenName, sn, year)`, a leaver whose account is disabled
+/// (`userAccountControl` 514).
+pub const AD_DISABLED_STUDENT: (&str, &str, &str, &str) = ("lleaver", "Lucy", "Leaver", "11");
+
+/// A generated Active Directory school: its LDIF (for [`Slapd::start`]) and what is in it.
+pub struct AdGenerated {
+    pub ldif: String,
+    /// In the order written: the [`SPECIAL_STUDENTS`], the [`AD_DISABLED_STUDENT`], the others.
+    pub students: Vec<AdPerson>,
+    /// The tutors, under [`AD_STAFF`].
+    pub staff: Vec<AdPerson>,
+    pub groups: Vec<AdGroup>,
+    /// The highest `uSNChanged` written (the last group's); [`Slapd::highest_usn`] starts here.
+    pub highest_usn: u64,
+}
+
+/// A `user`.
+#[derive(Clone, Debug)]
+pub struct AdPerson {
+    /// As written in the LDIF: `CN=James Smith,OU=Year 12,OU=Students,DC=school,DC=example`.
+    pub dn: String,
+    /// `"{given_name} {sn}"`, except one tutor's `"Cohen, David"` (DN `CN=Cohen\, David,…`).
+    pub cn: String,
+    pub sam_account_name: String,
+    /// `<sAMAccountName>@school.example`.
+    pub user_principal_name: String,
+    pub given_name: String,
+    pub sn: String,
+    /// `"{given_name} {sn}"`.
+    pub display_name: String,
+    /// `<sAMAccountName>@students.school.example` for students, `…@school.example` for
+    /// staff; `None` for the one student without `mail`.
+    pub mail: Option<String>,
+    /// `employeeNumber`: `S000001`… for students, `T00001`… for staff.
+    pub employee_number: String,
+    /// `departmentNumber`, the year group ("7" to "13"); `None` for staff.
+    pub year: Option<String>,
+    /// `objectGUID`, as on the wire: 16 bytes.
+    pub object_guid: [u8; 16],
+    /// The GUID as Microsoft prints it (`{…}` without braces): the first three fields of the
+    /// bytes little-endian, i.e. `Uuid::from_bytes_le(object_guid)`.
+    pub guid: String,
+    /// 512, 514 (disabled) or 66048 (a tutor whose password never expires).
+    pub user_account_control: u32,
+    /// The groups it is a direct member of (their DNs as written).
+    pub member_of: Vec<String>,
+    pub usn_changed: u64,
+}
+
+impl AdPerson {
+    /// `ACCOUNTDISABLE` is set in `userAccountControl`.
+    pub fn disabled(&self) -> bool {
+        self.user_account_control & UAC_ACCOUNTDISABLE != 0
+    }
+}
+
+/// A `group` (a global security group).
+#[derive(Clone, Debug)]
+pub struct AdGroup {
+    /// `CN=12A/Ma1,OU=Groups,DC=school,DC=example` (a `/` needs no escaping in LDAP).
+    pub dn: String,
+    pub cn: String,
+    /// The `cn` with `/` as `-` (AD refuses `/` in `sAMAccountName`).
+    pub sam_account_name: String,
+    pub object_guid: [u8; 16],
+    /// As [`AdPerson::guid`].
+    pub guid: String,
+    /// The `member` values as written: people and groups.
+    pub members: Vec<String>,
+    /// Those of `members` that are groups.
+    pub nested: Vec<String>,
+    /// The groups this group is a direct member of.
+    pub member_of: Vec<String>,
+    pub usn_changed: u64,
+}
+
+impl AdGenerated {
+    /// The student or tutor with this `sAMAccountName`.
+    #[track_caller]
+    pub fn person(&self, sam_account_name: &str) -> &AdPerson {
+        self.students
+            .iter()
+            .chain(&self.staff)
+            .find(|p| p.sam_account_name == sam_account_name)
+            .unwrap_or_else(|| panic!("no person {sam_account_name}"))
+    }
+
+    /// The group with this `cn`.
+    #[track_caller]
+    pub fn group(&self, cn: &str) -> &AdGroup {
+        self.groups
+            .iter()
+            .find(|g| g.cn == cn)
+            .unwrap_or_else(|| panic!("no group {cn}"))
+    }
+
+    /// Everyone in the group `cn`, directly or through nested groups, each once, in the order
+    /// first met (depth first, in `member` order). Member DNs compare case-insensitively.
+    pub fn people_in(&self, cn: &str) -> Vec<&AdPerson> {
+        fn walk<'a>(
+            group: &'a AdGroup,
+            people: &HashMap<String, &'a AdPerson>,
+            groups: &HashMap<String, &'a AdGroup>,
+            seen: &mut HashSet<String>,
+            found: &mut Vec<&'a AdPerson>,
+        ) {
+            for member in group.members.iter() {
+                let key = member.to_lowercase();
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                if let Some(person) = people.get(&key) {
+                    found.push(person);
+                } else if let Some(nested) = groups.get(&key) {
+                    walk(nested, people, groups, seen, found);
+                }
+            }
+        }
+        let people: HashMap<String, &AdPerson> = self
+            .students
+            .iter()
+            .chain(&self.staff)
+            .map(|p| (p.dn.to_lowercase(), p))
+            .collect();
+        let groups: HashMap<String, &AdGroup> = self
+            .groups
+            .iter()
+            .map(|g| (g.dn.to_lowercase(), g))
+            .collect();
+        let group = self.group(cn);
+        let mut seen = HashSet::from([group.dn.to_lowercase()]);
+        let mut found = Vec::new();
+        walk(group, &people, &groups, &mut seen, &mut found);
+        found
+    }
+}
+
+/// An Active Directory-shaped school with `students` students (at least the 9 special ones),
+/// 6 tutors and 13 groups, all deterministic, under [`BASE`] next to `ou=Service` (the
+/// reader). DNs are written as AD writes them (`CN=…,OU=…,DC=school,DC=example`).
+///
+/// - `OU=Students`, one OU per year (`OU=Year 12,OU=Students,…`, see [`ad_year_ou`]):
+///   `user` (`objectClass: top, person, organizationalPerson, user`, as AD lists them) named
+///   `CN=<given> <sn>`, with `givenName`, `sn`, `displayName`, `sAMAccountName`,
+///   `userPrincipalName`, `mail`, `employeeNumber` (`S000001`…), `departmentNumber` (the
+///   year), `userAccountControl`, `objectGUID`, `memberOf` and `uSNChanged`. First the
+///   [`SPECIAL_STUDENTS`] (twins, non-ASCII names, apostrophes, no `mail`…), then the
+///   [`AD_DISABLED_STUDENT`] (514), then students named from fixed lists, `sAMAccountName`
+///   initial + surname + number, year = index modulo 7. Names recur, but never within a year
+///   (up to 4,200 students).
+/// - `OU=Staff`: the 6 tutors (`T00001`…, `title: Teacher`, `mail` = UPN); David Cohen's
+///   `cn` is `Cohen, David` (DN `CN=Cohen\, David,OU=Staff,…`), Thomas O'Brien's
+///   `userAccountControl` is 66048 (normal + password never expires: enabled, yet not 512).
+/// - `OU=Groups`, global security groups (`groupType` −2147483646), members written
+///   before the groups they belong to:
+///   - `7A/Ma1` … `13A/Ma1` but year 12's: every student of the year and a tutor;
+///   - `12A/Ma1` and `12B/Ma1`: year 12 split alternately (James in A, Jane in B), each with
+///     a tutor (12B's is David Cohen, whose DN has an escaped comma);
+///   - `12B/En1`: the twins and the next 3 year-12 students (so they are in two groups) and a
+///     tutor;
+///   - `10B/Fr1`: the first 3 year-10 students and a tutor; Zoë's DN is written in lower case
+///     (`cn=zoë ó súilleabháin,ou=year 10,…`);
+///   - `Year 12 Maths`: nested: the groups `12A/Ma1` and `12B/Ma1` and, directly, their
+///     head of department (Margaret Hughes, also the tutor of `12A/Ma1`);
+///   - `Maths Department`: nested two deep: `Year 12 Maths` and `13A/Ma1`;
+///   - `Chess Club`: no members (AD allows an empty group).
+///
+///   Every member has the group in its `memberOf` (groups too, as in AD).
+/// - `objectGUID`s are derived from the `sAMAccountName` (groups: the `cn`) with SHA-256 and
+///   carry the version-4 and RFC 4122 variant bits, as Windows' GUIDs do. Their byte 7 is
+///   then ASCII (`0x4_`) and byte 8 a UTF-8 continuation byte, so they are never valid UTF-8:
+///   `ldap3` always puts them in `bin_attrs`.
+/// - `uSNChanged`: [`AD_FIRST_USN`] for the first user, one more for each entry after, in
+///   LDIF order (students, staff, groups).
+pub fn ad_school_ldif(students: usize) -> AdGenerated {
+    let specials = SPECIAL_STUDENTS.len() + 1;
+    assert!(
+        students >= specials,
+        "the directory has at least the {specials} special students"
+    );
+    let mut people: Vec<AdPerson> = Vec::with_capacity(students);
+    let special = SPECIAL_STUDENTS
+        .iter()
+        .map(|&(sam, given, sn, year, mail)| (sam, given, sn, year, mail, UAC_NORMAL_ACCOUNT));
+    let (sam, given, sn, year) = AD_DISABLED_STUDENT;
+    let leaver = (
+        sam,
+        given,
+        sn,
+        year,
+        true,
+        UAC_NORMAL_ACCOUNT | UAC_ACCOUNTDISABLE,
+    );
+    for (i, (sam, given, sn, year, mail, uac)) in special.chain([leaver]).enumerate() {
+        people.push(ad_student(i + 1, sam, given, sn, year, mail, uac));
+    }
+    for i in specials..students {
+        let number = i + 1;
+        let given = GIVEN_NAMES[i % GIVEN_NAMES.len()];
+        let sn = SURNAMES[(i / GIVEN_NAMES.len()) % SURNAMES.len()];
+        let sam = format!("{}{}{number}", given[..1].to_lowercase(), sn.to_lowercase());
+        let year = (7 + i % 7).to_string();
+        people.push(ad_student(
+            number,
+            &sam,
+            given,
+            sn,
+            &year,
+            true,
+            UAC_NORMAL_ACCOUNT,
+        ));
+    }
+    let mut staff: Vec<AdPerson> = TUTOR_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, &(sam, given, sn))| {
+            let cn = if sam == "dcohen" {
+                format!("{sn}, {given}")
+            } else {
+                format!("{given} {sn}")
+            };
+            let uac = if sam == "tobrien" {
+                UAC_NORMAL_ACCOUNT | UAC_DONT_EXPIRE_PASSWORD
+            } else {
+                UAC_NORMAL_ACCOUNT
+            };
+            let mut person = ad_person(sam, given, sn, &cn, AD_STAFF, uac);
+            person.mail = Some(person.user_principal_name.clone());
+            person.employee_number = format!("T{:05}", i + 1);
+            person
+        })
+        .collect();
+
+    // The groups, their members as written.
+    let in_year = |year: &str| -> Vec<&AdPerson> {
+        people
+            .iter()
+            .filter(|p| p.year.as_deref() == Some(year))
+            .collect()
+    };
+    let dns =
+        |people: &[&AdPerson]| -> Vec<String> { people.iter().map(|p| p.dn.clone()).collect() };
+    let mut groups: Vec<AdGroup> = Vec::new();
+    for (i, year) in YEARS.enumerate() {
+        let year = year.to_string();
+        if year == "12" {
+            continue;
+        }
+        let mut members = dns(&in_year(&year));
+        members.push(staff[i % staff.len()].dn.clone());
+        groups.push(ad_group(&format!("{year}A/Ma1"), members));
+    }
+    let year12 = in_year("12");
+    for (set, parity, tutor) in [("12A/Ma1", 0, 0), ("12B/Ma1", 1, 5)] {
+        let mut members: Vec<String> = year12
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .map(|p| p.dn.clone())
+            .collect();
+        members.push(staff[tutor].dn.clone());
+        groups.push(ad_group(set, members));
+    }
+    let mut members = dns(&year12[..year12.len().min(5)]);
+    members.push(staff[4].dn.clone());
+    groups.push(ad_group("12B/En1", members));
+    let mut members = dns(&in_year("10")[..in_year("10").len().min(3)]);
+    if let Some(first) = members.first_mut() {
+        *first = first.to_lowercase();
+    }
+    members.push(staff[2].dn.clone());
+    groups.push(ad_group("10B/Fr1", members));
+    let dn_of =
+        |groups: &[AdGroup], cn: &str| groups.iter().find(|g| g.cn == cn).unwrap().dn.clone();
+    let members = vec![
+        dn_of(&groups, "12A/Ma1"),
+        dn_of(&groups, "12B/Ma1"),
+        staff[0].dn.clone(),
+    ];
+    groups.push(ad_group("Year 12 Maths", members));
+    let members = vec![dn_of(&groups, "Year 12 Maths"), dn_of(&groups, "13A/Ma1")];
+    groups.push(ad_group("Maths Department", members));
+    groups.push(ad_group("Chess Club", Vec::new()));
+
+    // Back-links, and which members are groups.
+    let mut unique = HashSet::new();
+    for dn in people.iter().chain(&staff).map(|p| &p.dn) {
+        assert!(unique.insert(dn.to_lowercase()), "two people named {dn}");
+    }
+    let group_dns: HashSet<String> = groups.iter().map(|g| g.dn.to_lowercase()).collect();
+    let mut member_of: HashMap<String, Vec<String>> = HashMap::new();
+    for group in groups.iter_mut() {
+        for member in group.members.iter() {
+            let key = member.to_lowercase();
+            assert!(
+                unique.contains(&key) || group_dns.contains(&key),
+                "{member} names nothing"
+            );
+            if group_dns.contains(&key) {
+                group.nested.push(member.clone());
+            }
+            member_of.entry(key).or_default().push(group.dn.clone());
+        }
+    }
+    for person in people.iter_mut().chain(staff.iter_mut()) {
+        person.member_of = member_of
+            .get(&person.dn.to_lowercase())
+            .cloned()
+            .unwrap_or_default();
+    }
+    for group in groups.iter_mut() {
+        group.member_of = member_of
+            .get(&group.dn.to_lowercase())
+            .cloned()
+            .unwrap_or_default();
+    }
+
+    // The LDIF: organizational units, people, then groups.
+    let mut ldif = String::new();
+    let mut ous = vec![
+        AD_STUDENTS.to_owned(),
+        AD_STAFF.to_owned(),
+        AD_GROUPS.to_owned(),
+    ];
+    ous.splice(1..1, YEARS.map(|year| ad_year_ou(&year.to_string())));
+    for ou in ous {
+        let (rdn, _) = split_rdn(&ou);
+        let name = &rdn["OU=".len()..];
+        ldif.push_str(&format!(
+            "{}objectClass: top\nobjectClass: organizationalUnit\nou: {name}\n\n",
+            value("dn", &ou)
+        ));
+    }
+    let mut usn = AD_FIRST_USN;
+    let mut next_usn = || {
+        let this = usn;
+        usn += 1;
+        this
+    };
+    for person in people.iter_mut() {
+        person.usn_changed = next_usn();
+        ldif.push_str(&ad_person_ldif(person, None));
+    }
+    for person in staff.iter_mut() {
+        person.usn_changed = next_usn();
+        ldif.push_str(&ad_person_ldif(person, Some("Teacher")));
+    }
+    for group in groups.iter_mut() {
+        group.usn_changed = next_usn();
+        ldif.push_str(&value("dn", &group.dn));
+        ldif.push_str("objectClass: top\nobjectClass: group\n");
+        ldif.push_str(&value("cn", &group.cn));
+        ldif.push_str(&value("sAMAccountName", &group.sam_account_name));
+        ldif.push_str(&format!("groupType: {GLOBAL_SECURITY_GROUP}\n"));
+        ldif.push_str(&format!(
+            "objectGUID:: {}\n",
+            STANDARD.encode(group.object_guid)
+        ));
+        for member in group.members.iter() {
+            ldif.push_str(&value("member", member));
+        }
+        for parent in group.member_of.iter() {
+            ldif.push_str(&value("memberOf", parent));
+        }
+        ldif.push_str(&format!("uSNChanged: {}\n\n", group.usn_changed));
+    }
+    let highest_usn = usn - 1;
+
+    AdGenerated {
+        ldif,
+        students: people,
+        staff,
+        groups,
+        highest_usn,
+    }
+}
+
+fn ad_student(
+    number: usize,
+    sam: &str,
+    given: &str,
+    sn: &str,
+    year: &str,
+    mail: bool,
+    user_account_control: u32,
+) -> AdPerson {
+    let cn = format!("{given} {sn}");
+    let mut person = ad_person(sam, given, sn, &cn, &ad_year_ou(year), user_account_control);
+    person.mail = mail.then(|| format!("{sam}@students.school.example"));
+    person.employee_number = format!("S{number:06}");
+    person.year = Some(year.to_owned());
+    person
+}
+
+/// A user in `parent`, without `mail`, employee number or year yet.
+fn ad_person(
+    sam: &str,
+    given: &str,
+    sn: &str,
+    cn: &str,
+    parent: &str,
+    user_account_control: u32,
+) -> AdPerson {
+    let object_guid = ad_guid(sam);
+    AdPerson {
+        dn: format!("CN={},{parent}", rdn_value(cn)),
+        cn: cn.to_owned(),
+        sam_account_name: sam.to_owned(),
+        user_principal_name: format!("{sam}@school.example"),
+        given_name: given.to_owned(),
+        sn: sn.to_owned(),
+        display_name: format!("{given} {sn}"),
+        mail: None,
+        employee_number: String::new(),
+        year: None,
+        object_guid,
+        guid: uuid::Uuid::from_bytes_le(object_guid).to_string(),
+        user_account_control,
+        member_of: Vec::new(),
+        usn_changed: 0,
+    }
+}
+
+fn ad_group(cn: &str, members: Vec<String>) -> AdGroup {
+    let object_guid = ad_guid(&format!("group {cn}"));
+    AdGroup {
+        dn: format!("CN={},{AD_GROUPS}", rdn_value(cn)),
+        cn: cn.to_owned(),
+        sam_account_name: cn.replace('/', "-"),
+        object_guid,
+        guid: uuid::Uuid::from_bytes_le(object_guid).to_string(),
+        members,
+        nested: Vec::new(),
+        member_of: Vec::new(),
+        usn_changed: 0,
+    }
+}
+
+/// A random-looking but deterministic `objectGUID` for `key`: SHA-256, with the version-4 and
+/// variant bits where Windows puts them (bytes 7 and 8 of the little-endian layout).
+fn ad_guid(key: &str) -> [u8; 16] {
+    let digest = Sha256::digest(format!("objectGUID {key}").as_bytes());
+    let mut guid: [u8; 16] = digest[..16].try_into().unwrap();
+    guid[7] = (guid[7] & 0x0f) | 0x40;
+    guid[8] = (guid[8] & 0x3f) | 0x80;
+    guid
+}
+
+fn ad_person_ldif(person: &AdPerson, title: Option<&str>) -> String {
+    let mut out = value("dn", &person.dn);
+    out.push_str("objectClass: top\nobjectClass: person\nobjectClass: organizationalPerson\n");
+    out.push_str("objectClass: user\n");
+    out.push_str(&value("cn", &person.cn));
+    out.push_str(&value("sn", &person.sn));
+    out.push_str(&value("givenName", &person.given_name));
+    out.push_str(&value("displayName", &person.display_name));
+    out.push_str(&value("sAMAccountName", &person.sam_account_name));
+    out.push_str(&value("userPrincipalName", &person.user_principal_name));
+    if let Some(mail) = &person.mail {
+        out.push_str(&value("mail", mail));
+    }
+    out.push_str(&value("employeeNumber", &person.employee_number));
+    if let Some(year) = &person.year {
+        out.push_str(&value("departmentNumber", year));
+    }
+    if let Some(title) = title {
+        out.push_str(&value("title", title));
+    }
+    out.push_str(&format!(
+        "userAccountControl: {}\n",
+        person.user_account_control
+    ));
+    out.push_str(&format!(
+        "objectGUID:: {}\n",
+        STANDARD.encode(person.object_guid)
+    ));
+    for group in person.member_of.iter() {
+        out.push_str(&value("memberOf", group));
+    }
+    out.push_str(&format!("uSNChanged: {}\n\n", person.usn_changed));
+    out
+}
+
+/// `value` escaped for an RDN (RFC 4514): `,+"\<>;` and `=` with a backslash, a leading `#`
+/// or space and a trailing space too.
+pub fn rdn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A DN's first RDN and the rest (its parent's DN; empty for a one-RDN DN), split at the
+/// first comma not escaped with a backslash.
+fn split_rdn(dn: &str) -> (&str, &str) {
+    let mut escaped = false;
+    for (i, b) in dn.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' => escaped = true,
+            b',' => return (&dn[..i], dn[i + 1..].trim_start()),
+            _ => {}
+        }
+    }
+    (dn, "")
+}
+
+/// `value` escaped for a filter assertion (RFC 4515): `*()\` and NUL as `\XX`.
+fn filter_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '*' => out.push_str("\\2a"),
+            '(' => out.push_str("\\28"),
+            ')' => out.push_str("\\29"),
+            '\\' => out.push_str("\\5c"),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 // --- Reading ldapsearch's output ---------------------------------------------------------------
 
 /// What `ldapsearch -LLL` did: its exit code (0, 4 for "Size limit exceeded", 32 for "No such
@@ -643,7 +1485,10 @@ impl Search {
 #[derive(Debug)]
 pub struct Entry {
     pub dn: String,
+    /// The values that are UTF-8.
     pub attributes: Vec<(String, String)>,
+    /// The values that are not (`objectGUID`'s, for one).
+    pub binary: Vec<(String, Vec<u8>)>,
 }
 
 impl Entry {
@@ -655,10 +1500,25 @@ impl Entry {
             .map(|(_, v)| v.as_str())
             .collect()
     }
+
+    /// The values of `name` (compared case-insensitively) as bytes, text or not.
+    pub fn bytes(&self, name: &str) -> Vec<&[u8]> {
+        let text = self
+            .attributes
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_bytes());
+        let binary = self
+            .binary
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice());
+        text.chain(binary).collect()
+    }
 }
 
 /// Parses LDIF content records (what `ldapsearch -LLL` prints): folded lines, `#` comments,
-/// `name:: base64` values.
+/// `name:: base64` values (into [`Entry::binary`] when they are not UTF-8).
 pub fn parse_ldif(text: &str) -> Vec<Entry> {
     let mut lines: Vec<String> = Vec::new();
     for line in text.lines() {
@@ -680,19 +1540,21 @@ pub fn parse_ldif(text: &str) -> Vec<Entry> {
         let (name, rest) = line.split_once(':').expect("an LDIF line has a colon");
         let value = if let Some(encoded) = rest.strip_prefix(':') {
             let bytes = STANDARD.decode(encoded.trim()).unwrap();
-            String::from_utf8(bytes).unwrap()
+            String::from_utf8(bytes).map_err(|e| e.into_bytes())
         } else {
-            rest.strip_prefix(' ').unwrap_or(rest).to_owned()
+            Ok(rest.strip_prefix(' ').unwrap_or(rest).to_owned())
         };
-        match current.as_mut() {
-            None => {
+        match (current.as_mut(), value) {
+            (None, value) => {
                 assert_eq!(name, "dn", "an entry starts with its dn: {line}");
                 current = Some(Entry {
-                    dn: value,
+                    dn: value.expect("a DN is UTF-8"),
                     attributes: Vec::new(),
+                    binary: Vec::new(),
                 });
             }
-            Some(entry) => entry.attributes.push((name.to_owned(), value)),
+            (Some(entry), Ok(text)) => entry.attributes.push((name.to_owned(), text)),
+            (Some(entry), Err(bytes)) => entry.binary.push((name.to_owned(), bytes)),
         }
     }
     entries.extend(current);
@@ -894,7 +1756,7 @@ fn two_servers_run_at_once_and_dropping_one_stops_it() {
     assert_eq!(count(&second), 0);
 
     let pid = first.pid();
-    let proc = PathBuf::from(format!("/proc/{pid}"));
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
     assert!(proc.exists());
     drop(first);
     assert!(!proc.exists(), "slapd {pid} still runs");
@@ -941,4 +1803,316 @@ fn changes_by_the_rootdn_are_seen_and_the_sync_control_is_served() {
     let jane = students.entry(&format!("uid=jsmith2,{STUDENTS}"));
     assert_eq!(jane.get("sn"), ["Smith-Brown"]);
     assert_eq!(jane.get("entryUUID")[0].len(), 36);
+}
+
+#[test]
+fn an_active_directory_school_loads_with_binary_guids_back_links_and_flags() {
+    let school = ad_school_ldif(40);
+    assert_eq!(school.students.len(), 40);
+    assert_eq!(school.staff.len(), 6);
+    let Some(slapd) = Slapd::start(&school.ldif) else {
+        return;
+    };
+    assert_eq!(slapd.highest_usn(), school.highest_usn);
+    let all = slapd.search_as_reader(&["(objectClass=*)", "*"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    // Base, ou=Service, the reader, 3 + 7 organizational units, people and groups.
+    assert_eq!(
+        all.entries.len(),
+        3 + 10 + 40 + 6 + school.groups.len(),
+        "{}",
+        slapd.log()
+    );
+    let by_sam = |sam: &str| {
+        all.entries
+            .iter()
+            .find(|e| e.get("sAMAccountName") == [sam])
+            .unwrap_or_else(|| panic!("no {sam}"))
+    };
+
+    for person in school.students.iter().chain(&school.staff) {
+        let entry = by_sam(&person.sam_account_name);
+        // slapd spells the attribute types its own way; the values are as written.
+        assert_eq!(
+            entry.dn.to_lowercase(),
+            person.dn.to_lowercase().replace("\\,", "\\2c")
+        );
+        assert_eq!(entry.get("cn"), [person.cn.as_str()]);
+        assert_eq!(entry.get("givenName"), [person.given_name.as_str()]);
+        assert_eq!(entry.get("sn"), [person.sn.as_str()]);
+        assert_eq!(entry.get("displayName"), [person.display_name.as_str()]);
+        assert_eq!(
+            entry.get("userPrincipalName"),
+            [&*person.user_principal_name]
+        );
+        assert_eq!(entry.get("mail"), Vec::from_iter(person.mail.as_deref()));
+        assert_eq!(entry.get("employeeNumber"), [&*person.employee_number]);
+        assert_eq!(
+            entry.get("departmentNumber"),
+            Vec::from_iter(person.year.as_deref())
+        );
+        let flags = person.user_account_control.to_string();
+        assert_eq!(entry.get("userAccountControl"), [flags.as_str()]);
+        assert_eq!(entry.get("memberOf"), person.member_of);
+        assert!(!person.member_of.is_empty(), "{} is in a group", person.dn);
+        assert_eq!(entry.get("uSNChanged"), [person.usn_changed.to_string()]);
+        assert_eq!(entry.bytes("objectGUID"), [person.object_guid.as_slice()]);
+        assert!(entry.get("objectGUID").is_empty(), "never valid UTF-8");
+        assert_eq!(
+            entry.get("objectClass"),
+            ["top", "person", "organizationalPerson", "user"]
+        );
+    }
+    let zoe = school.person("zosuilleabhain");
+    assert_eq!(
+        zoe.dn,
+        "CN=Zoë Ó Súilleabháin,OU=Year 10,OU=Students,DC=school,DC=example"
+    );
+    assert_eq!(
+        by_sam("dcohen").dn,
+        "cn=Cohen\\2C David,ou=Staff,dc=school,dc=example"
+    );
+    assert_eq!(
+        by_sam("jsmith").dn,
+        "cn=James Smith,ou=Year 12,ou=Students,dc=school,dc=example"
+    );
+    assert_eq!(
+        school.person("dcohen").dn,
+        format!("CN=Cohen\\, David,{AD_STAFF}")
+    );
+    assert_eq!(school.person("tobrien").user_account_control, 66048);
+    assert!(!school.person("tobrien").disabled());
+    let disabled: Vec<&str> = school
+        .students
+        .iter()
+        .chain(&school.staff)
+        .filter(|p| p.disabled())
+        .map(|p| p.sam_account_name.as_str())
+        .collect();
+    assert_eq!(disabled, [AD_DISABLED_STUDENT.0]);
+    // Active Directory's idiom for disabled accounts works: slapd has integerBitAndMatch.
+    let found = slapd.search_as_reader(&[
+        "(&(objectClass=user)(userAccountControl:1.2.840.113556.1.4.803:=2))",
+        "sAMAccountName",
+    ]);
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_eq!(found.entries.len(), 1);
+    assert_eq!(found.entries[0].get("sAMAccountName"), ["lleaver"]);
+
+    // The GUID's text form is Microsoft's: the first three fields little-endian.
+    let guid = &zoe.object_guid;
+    let first: String = guid[..4].iter().rev().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(zoe.guid[..8], first);
+    assert_eq!(&zoe.guid[14..15], "4", "{}", zoe.guid);
+    assert!("89ab".contains(&zoe.guid[19..20]), "{}", zoe.guid);
+    let filter: String = guid.iter().map(|b| format!("\\{b:02x}")).collect();
+    let found = slapd.search_as_reader(&[&format!("(objectGUID={filter})"), "sAMAccountName"]);
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    assert_eq!(found.entries.len(), 1);
+    assert_eq!(found.entries[0].get("sAMAccountName"), ["zosuilleabhain"]);
+
+    for group in school.groups.iter() {
+        let entry = by_sam(&group.sam_account_name);
+        assert_eq!(entry.get("cn"), [group.cn.as_str()]);
+        assert_eq!(entry.get("member"), group.members, "{}", group.dn);
+        assert_eq!(entry.get("memberOf"), group.member_of, "{}", group.dn);
+        assert_eq!(entry.get("groupType"), [GLOBAL_SECURITY_GROUP.to_string()]);
+        assert_eq!(entry.bytes("objectGUID"), [group.object_guid.as_slice()]);
+        assert_eq!(
+            group.guid,
+            uuid::Uuid::from_bytes_le(group.object_guid).to_string()
+        );
+    }
+    let cns: Vec<&str> = school.groups.iter().map(|g| g.cn.as_str()).collect();
+    assert_eq!(
+        cns,
+        [
+            "7A/Ma1",
+            "8A/Ma1",
+            "9A/Ma1",
+            "10A/Ma1",
+            "11A/Ma1",
+            "13A/Ma1",
+            "12A/Ma1",
+            "12B/Ma1",
+            "12B/En1",
+            "10B/Fr1",
+            "Year 12 Maths",
+            "Maths Department",
+            "Chess Club"
+        ]
+    );
+    assert_eq!(school.group("12A/Ma1").sam_account_name, "12A-Ma1");
+    assert_eq!(school.group("Chess Club").members, Vec::<String>::new());
+    assert_eq!(
+        school.group("10B/Fr1").members[0],
+        "cn=zoë ó súilleabháin,ou=year 10,ou=students,dc=school,dc=example"
+    );
+    assert_eq!(
+        zoe.member_of,
+        [
+            "CN=10A/Ma1,OU=Groups,DC=school,DC=example",
+            school.group("10B/Fr1").dn.as_str()
+        ]
+    );
+    let james = school.person("jsmith");
+    assert_eq!(
+        james.member_of,
+        [
+            school.group("12A/Ma1").dn.as_str(),
+            school.group("12B/En1").dn.as_str()
+        ]
+    );
+    let year12 = school.group("Year 12 Maths");
+    assert_eq!(
+        year12.nested,
+        [
+            school.group("12A/Ma1").dn.as_str(),
+            school.group("12B/Ma1").dn.as_str()
+        ]
+    );
+    assert_eq!(
+        year12.member_of,
+        [school.group("Maths Department").dn.as_str()]
+    );
+
+    // Nested groups expand to everyone, each once.
+    let in_year = |year: &'static str| {
+        school
+            .students
+            .iter()
+            .filter(move |p| p.year.as_deref() == Some(year))
+    };
+    // The tutors: 12A/Ma1's (also 13A/Ma1's and the head of department) and 12B/Ma1's.
+    let mut expected: Vec<&str> = in_year("12")
+        .chain(in_year("13"))
+        .chain([school.person("mhughes"), school.person("dcohen")])
+        .map(|p| p.dn.as_str())
+        .collect();
+    expected.sort_unstable();
+    let mut everyone: Vec<&str> = school
+        .people_in("Maths Department")
+        .iter()
+        .map(|p| p.dn.as_str())
+        .collect();
+    everyone.sort_unstable();
+    assert_eq!(everyone, expected);
+    assert!(school.people_in("Chess Club").is_empty());
+}
+
+#[test]
+fn the_change_helpers_keep_links_and_usns_as_active_directory_does() {
+    let school = ad_school_ldif(20);
+    let Some(slapd) = Slapd::start(&school.ldif) else {
+        return;
+    };
+    let start = slapd.highest_usn();
+    let jane = school.person("jsmith2");
+    let member = |group: &str| -> Vec<String> {
+        let entry = slapd.read(&school.group(group).dn, &["member", "uSNChanged"]);
+        entry
+            .unwrap()
+            .get("member")
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
+    };
+    // slapd spells the attribute types of DN values written by LDAP operations its own way
+    // (`cn=…,ou=…`); slapadd keeps them as written.
+    let has = |group: &str, dn: &str| {
+        member(group)
+            .iter()
+            .any(|m| m.to_lowercase() == dn.to_lowercase())
+    };
+    let read = |dn: &str| slapd.read(dn, &[]).unwrap_or_else(|| panic!("no {dn}"));
+
+    slapd.set_disabled(&jane.dn, true);
+    assert_eq!(read(&jane.dn).get("userAccountControl"), ["514"]);
+    assert_eq!(slapd.highest_usn(), start + 1);
+    let changed =
+        slapd.search_as_reader(&[&format!("(uSNChanged>={})", start + 1), "sAMAccountName"]);
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    assert_eq!(changed.entries.len(), 1);
+    assert_eq!(changed.entries[0].get("sAMAccountName"), ["jsmith2"]);
+    slapd.set_disabled(&jane.dn, false);
+    assert_eq!(read(&jane.dn).get("userAccountControl"), ["512"]);
+
+    // A new name renames the entry; the groups' member values follow it.
+    let renamed = slapd.rename_person(&jane.dn, "Jane", "Smith-Brown");
+    assert_eq!(
+        renamed,
+        "CN=Jane Smith-Brown,OU=Year 12,OU=Students,DC=school,DC=example"
+    );
+    assert!(slapd.read(&jane.dn, &[]).is_none());
+    let entry = read(&renamed);
+    assert_eq!(entry.get("cn"), ["Jane Smith-Brown"]);
+    assert_eq!(entry.get("sn"), ["Smith-Brown"]);
+    assert_eq!(entry.get("displayName"), ["Jane Smith-Brown"]);
+    assert_eq!(entry.bytes("objectGUID"), [jane.object_guid.as_slice()]);
+    assert_eq!(entry.get("uSNChanged"), [(start + 3).to_string()]);
+    assert!(has("12B/Ma1", &renamed), "{:?}", member("12B/Ma1"));
+    assert!(!has("12B/Ma1", &jane.dn));
+    assert!(has("12B/En1", &renamed));
+
+    // Promoted: moved to another OU.
+    let moved = slapd.move_entry(&renamed, "CN=Jane Smith-Brown", Some(&ad_year_ou("13")));
+    assert_eq!(
+        moved,
+        "CN=Jane Smith-Brown,OU=Year 13,OU=Students,DC=school,DC=example"
+    );
+    assert!(has("12B/Ma1", &moved));
+    assert!(!has("12B/Ma1", &renamed));
+
+    // Membership changes: the group's uSNChanged advances, the member's memberOf follows.
+    let chess = &school.group("Chess Club").dn;
+    let before = slapd.highest_usn();
+    slapd.add_member(chess, &moved);
+    assert!(has("Chess Club", &moved));
+    assert_eq!(member("Chess Club").len(), 1);
+    assert_eq!(read(&moved).get("memberOf").len(), 3);
+    assert_eq!(read(chess).get("uSNChanged"), [(before + 1).to_string()]);
+    slapd.remove_member(chess, &moved.to_uppercase());
+    assert!(member("Chess Club").is_empty());
+    assert_eq!(read(&moved).get("memberOf").len(), 2);
+
+    // A nested group renamed: its parent's member and its members' memberOf follow.
+    let year12 = &school.group("Year 12 Maths").dn;
+    let renamed_group = slapd.move_entry(year12, "CN=Year 12 Mathematics", None);
+    assert!(has("Maths Department", &renamed_group));
+    assert!(!has("Maths Department", year12));
+    assert_eq!(member("Maths Department").len(), 2);
+    let memberships = read(&school.group("12A/Ma1").dn);
+    assert_eq!(
+        memberships.get("memberOf")[0].to_lowercase(),
+        renamed_group.to_lowercase()
+    );
+
+    // Deleted: gone from its groups, whatever the case its DN was written in there.
+    let zoe = school.person("zosuilleabhain");
+    let french = member("10B/Fr1");
+    assert_eq!(french[0], zoe.dn.to_lowercase());
+    slapd.delete(&zoe.dn);
+    assert!(slapd.read(&zoe.dn, &[]).is_none());
+    assert_eq!(member("10B/Fr1"), french[1..]);
+    assert!(!has("10A/Ma1", &zoe.dn));
+    assert_eq!(
+        member("10A/Ma1").len(),
+        school.group("10A/Ma1").members.len() - 1
+    );
+}
+
+#[test]
+fn renaming_a_person_named_by_uid_keeps_the_dn() {
+    let school = school_ldif(8);
+    let Some(slapd) = Slapd::start(&school.ldif) else {
+        return;
+    };
+    let jane = &school.students[1];
+    let dn = slapd.rename_person(&jane.dn, "Jane", "Smith-Brown");
+    assert_eq!(dn, jane.dn);
+    let entry = slapd.read(&dn, &["cn", "sn", "displayName"]).unwrap();
+    assert_eq!(entry.get("cn"), ["Jane Smith-Brown"]);
+    assert_eq!(entry.get("sn"), ["Smith-Brown"]);
+    assert!(entry.get("displayName").is_empty());
+    assert_eq!(slapd.highest_usn(), 0);
 }

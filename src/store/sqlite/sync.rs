@@ -1,0 +1,264 @@
+//! What directory sync keeps: the records a source owns, its leavers, held plans, runs and the
+//! lease that lets one run at a time.
+
+use sqlx::Row;
+use time::OffsetDateTime;
+
+use super::{
+    Result, Scope, Stamp, Store, delete, format_time, insert, insert_users, links_column,
+    parse_time, record_from_row, replace, table,
+};
+use crate::scim::schema::Kind;
+use crate::store::{NewRecord, Record, SyncChanges, SyncRun};
+
+impl Store {
+    /// Every user or group the scope's source owns, active or not, with its links.
+    pub async fn owned(&self, scope: &Scope, kind: Kind) -> Result<Vec<Record>> {
+        let sql = format!(
+            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {} FROM {} r \
+             WHERE r.school_id = ?1 AND r.source = ?2 ORDER BY r.id",
+            links_column(kind),
+            table(kind)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// The names (lower-cased) of the school's groups that another source owns.
+    pub async fn group_names_of_others(&self, scope: &Scope) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT display_name_key FROM groups WHERE school_id = ?1 AND source <> ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The source's leavers: user id → when they left.
+    pub async fn leavers(&self, scope: &Scope) -> Result<Vec<(String, OffsetDateTime)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_id, since FROM sync_leavers WHERE school_id = ?1 AND source = ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, since)| Some((id, parse_time(&since)?)))
+            .collect())
+    }
+
+    /// Writes a sync's changes in one transaction, each with its audit event; returns the
+    /// usernames the new accounts got, in order. A record changed since it was planned fails
+    /// the whole write (`VersionMismatch`).
+    pub async fn apply_sync(
+        &self,
+        scope: &Scope,
+        changes: &SyncChanges,
+        stamp: Stamp<'_>,
+    ) -> Result<Vec<String>> {
+        let (_turn, mut tx) = self.write().await?;
+        let accounts: Vec<(&str, &NewRecord)> = changes
+            .create_users
+            .iter()
+            .map(|(id, record)| (id.as_str(), record))
+            .collect();
+        let names = insert_users(&mut tx, scope, &accounts, stamp).await?;
+        for (id, version, record) in &changes.replace_users {
+            replace(
+                &mut tx,
+                scope,
+                Kind::User,
+                id,
+                Some(*version),
+                record,
+                stamp,
+            )
+            .await?;
+        }
+        for (id, version) in &changes.delete_groups {
+            delete(&mut tx, scope, Kind::Group, id, Some(*version), stamp).await?;
+        }
+        for (id, record) in &changes.create_groups {
+            insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
+        }
+        for (id, version, record) in &changes.replace_groups {
+            replace(
+                &mut tx,
+                scope,
+                Kind::Group,
+                id,
+                Some(*version),
+                record,
+                stamp,
+            )
+            .await?;
+        }
+        for (id, version) in &changes.delete_users {
+            delete(&mut tx, scope, Kind::User, id, Some(*version), stamp).await?;
+        }
+        let now = format_time(stamp.at);
+        for id in &changes.left {
+            sqlx::query(
+                "INSERT INTO sync_leavers (user_id, school_id, source, since) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in &changes.returned {
+            sqlx::query("DELETE FROM sync_leavers WHERE user_id = ?1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(names)
+    }
+
+    /// Keeps a plan the threshold stopped (replacing an older one).
+    pub async fn hold_plan(&self, scope: &Scope, plan: &str, at: OffsetDateTime) -> Result<()> {
+        let (_turn, mut tx) = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sync_held_plans (school_id, source, plan, created_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (school_id, source) DO UPDATE SET \
+             plan = excluded.plan, created_at = excluded.created_at",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(plan)
+        .bind(format_time(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The held plan of a source and when it was held.
+    pub async fn held_plan(&self, scope: &Scope) -> Result<Option<(String, OffsetDateTime)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT plan, created_at FROM sync_held_plans WHERE school_id = ?1 AND source = ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(plan, at)| Some((plan, parse_time(&at)?))))
+    }
+
+    pub async fn clear_held_plan(&self, scope: &Scope) -> Result<()> {
+        let (_turn, mut tx) = self.write().await?;
+        sqlx::query("DELETE FROM sync_held_plans WHERE school_id = ?1 AND source = ?2")
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a finished run; the last 100 of each source are kept.
+    pub async fn record_run(&self, school_id: &str, run: &SyncRun) -> Result<()> {
+        let (_turn, mut tx) = self.write().await?;
+        sqlx::query(
+            "INSERT INTO sync_runs (school_id, source, started_at, finished_at, outcome, report) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(school_id)
+        .bind(&run.source)
+        .bind(format_time(run.started))
+        .bind(format_time(run.finished))
+        .bind(&run.outcome)
+        .bind(&run.report)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM sync_runs WHERE school_id = ?1 AND source = ?2 AND id NOT IN \
+             (SELECT id FROM sync_runs WHERE school_id = ?1 AND source = ?2 \
+              ORDER BY id DESC LIMIT 100)",
+        )
+        .bind(school_id)
+        .bind(&run.source)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A source's most recent runs, newest first.
+    pub async fn runs(&self, school_id: &str, source: &str, limit: i64) -> Result<Vec<SyncRun>> {
+        let rows = sqlx::query(
+            "SELECT source, started_at, finished_at, outcome, report FROM sync_runs \
+             WHERE school_id = ?1 AND source = ?2 ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(school_id)
+        .bind(source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let time =
+                    |column: &str| -> Result<OffsetDateTime> { super::time_column(row, column) };
+                Ok(SyncRun {
+                    source: row.try_get("source")?,
+                    started: time("started_at")?,
+                    finished: time("finished_at")?,
+                    outcome: row.try_get("outcome")?,
+                    report: row.try_get("report")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the source's lease for `holder` until `until`, if nobody holds an unexpired one.
+    pub async fn take_lease(
+        &self,
+        scope: &Scope,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool> {
+        let (_turn, mut tx) = self.write().await?;
+        let taken = sqlx::query(
+            "INSERT INTO sync_leases (school_id, source, holder, expires_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (school_id, source) DO UPDATE SET \
+             holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE sync_leases.expires_at <= ?5 OR sync_leases.holder = excluded.holder",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(holder)
+        .bind(format_time(until))
+        .bind(format_time(now))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        tx.commit().await?;
+        Ok(taken)
+    }
+
+    /// Gives the lease back (only if `holder` still has it).
+    pub async fn release_lease(&self, scope: &Scope, holder: &str) -> Result<()> {
+        let (_turn, mut tx) = self.write().await?;
+        sqlx::query("DELETE FROM sync_leases WHERE school_id = ?1 AND source = ?2 AND holder = ?3")
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

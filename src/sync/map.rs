@@ -1,0 +1,633 @@
+//! Directory entries → the people and teaching groups a source wants, by the school's rules.
+//!
+//! Pure: no IO. An entry that cannot be mapped (no surname, no anchor, a course the catalogue
+//! does not know) is reported by DN with the reason and left out; it never stops the run, and
+//! its anchor is remembered so that reconcile does not take it for a leaver.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::dn;
+use super::ldap::{ACCOUNT_DISABLED, Entry, guid_text};
+use crate::config::{Dialect, School, Source};
+use crate::roster::{Person, Role};
+
+/// A person the directory holds, as the school's account should be.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub anchor: String,
+    pub dn: String,
+    pub person: Person,
+    /// False when the directory disables the account (Active Directory's ACCOUNTDISABLE).
+    pub active: bool,
+}
+
+/// A teaching group the directory holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WantedGroup {
+    pub anchor: String,
+    pub dn: String,
+    pub name: String,
+    /// Catalogue codes, as chosen (implied modules are added when the group is written).
+    pub courses: Vec<String>,
+    /// Anchors of its people, sorted.
+    pub members: Vec<String>,
+}
+
+/// An entry left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Skipped {
+    pub dn: String,
+    pub reason: String,
+}
+
+/// Everything a source wants, from one read of the directory.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    /// By anchor.
+    pub people: BTreeMap<String, Wanted>,
+    /// By anchor; `None` when the source reads no groups.
+    pub groups: Option<BTreeMap<String, WantedGroup>>,
+    pub skipped: Vec<Skipped>,
+    /// Anchors of people the directory holds but that could not be mapped: they are neither
+    /// created nor disabled.
+    pub unmapped: HashSet<String>,
+    /// Likewise for teaching groups: kept as they are.
+    pub unmapped_groups: HashSet<String>,
+}
+
+/// What one read of the directory returned.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    pub students: Vec<Entry>,
+    pub tutors: Vec<Entry>,
+    pub groups: Option<Vec<Entry>>,
+}
+
+/// The attributes to ask for when reading a source's people and groups.
+pub fn person_attributes(source: &Source) -> Vec<String> {
+    let a = &source.attributes;
+    let mut names = vec![
+        a.anchor.clone(),
+        a.first_name.clone(),
+        a.surname.clone(),
+        a.email.clone(),
+        a.uid.clone(),
+        "memberOf".into(),
+    ];
+    names.extend(a.student_number.clone());
+    names.extend(source.students.year_group.clone());
+    names.extend(source.tutors.as_ref().and_then(|t| t.year_group.clone()));
+    if source.ldap.dialect == Dialect::ActiveDirectory {
+        names.push("userAccountControl".into());
+    }
+    dedup(names)
+}
+
+pub fn group_attributes(source: &Source) -> Vec<String> {
+    let Some(groups) = &source.groups else {
+        return Vec::new();
+    };
+    let mut names = vec![
+        source.attributes.anchor.clone(),
+        groups.name.clone(),
+        "member".into(),
+        "uniqueMember".into(),
+        "memberUid".into(),
+    ];
+    names.extend(groups.courses_attribute.clone());
+    dedup(names)
+}
+
+fn dedup(names: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    names
+        .into_iter()
+        .filter(|name| seen.insert(name.to_ascii_lowercase()))
+        .collect()
+}
+
+/// An entry's anchor: the configured attribute (Active Directory's binary `objectGUID` as its
+/// usual text), trimmed; `None` when it has none.
+fn anchor(source: &Source, entry: &Entry) -> Option<String> {
+    let name = &source.attributes.anchor;
+    if let Some(bytes) = entry
+        .bin_attrs
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .and_then(|(_, values)| values.first())
+    {
+        return guid_text(bytes);
+    }
+    let value = entry.first(name)?.trim();
+    if value.is_empty() {
+        return None;
+    }
+    if name.eq_ignore_ascii_case("objectGUID") {
+        // Some servers hand a GUID over as text already.
+        return Some(value.to_ascii_lowercase());
+    }
+    Some(value.to_owned())
+}
+
+fn text(entry: &Entry, attribute: &str) -> String {
+    entry
+        .first(attribute)
+        .map(|value| value.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Maps what was read to what the source wants.
+pub fn desired(school: &School, source: &Source, read: &Read) -> Desired {
+    let mut out = Desired::default();
+    // Normalised DN → anchor, and uid → anchor, for resolving group members.
+    let mut by_dn: HashMap<String, String> = HashMap::new();
+    let mut by_uid: HashMap<String, String> = HashMap::new();
+    let mut member_of: Vec<(String, String)> = Vec::new();
+    let searches = [
+        (Role::Student, &read.students, Some(&source.students)),
+        (Role::Tutor, &read.tutors, source.tutors.as_ref()),
+    ];
+    for (role, entries, people) in searches {
+        let Some(people) = people else { continue };
+        for entry in entries {
+            let Some(anchor) = anchor(source, entry) else {
+                out.skipped.push(Skipped {
+                    dn: entry.dn.clone(),
+                    reason: format!(
+                        "it has no {}, which identifies a person for good",
+                        source.attributes.anchor
+                    ),
+                });
+                continue;
+            };
+            if out.people.contains_key(&anchor) || out.unmapped.contains(&anchor) {
+                out.skipped.push(Skipped {
+                    dn: entry.dn.clone(),
+                    reason: format!(
+                        "another entry has the same {} `{anchor}`",
+                        source.attributes.anchor
+                    ),
+                });
+                continue;
+            }
+            let a = &source.attributes;
+            let person = Person {
+                first_name: text(entry, &a.first_name),
+                surname: text(entry, &a.surname),
+                email: text(entry, &a.email),
+                user_name: String::new(),
+                year_group: people
+                    .year_group
+                    .as_deref()
+                    .map(|attribute| text(entry, attribute))
+                    .unwrap_or_default(),
+                student_number: a
+                    .student_number
+                    .as_deref()
+                    .map(|attribute| text(entry, attribute))
+                    .unwrap_or_default(),
+                role,
+            };
+            if let Err(errors) = person.check(school) {
+                let reason = errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                out.skipped.push(Skipped {
+                    dn: entry.dn.clone(),
+                    reason,
+                });
+                out.unmapped.insert(anchor);
+                continue;
+            }
+            let active = match source.ldap.dialect {
+                Dialect::ActiveDirectory => entry
+                    .first("userAccountControl")
+                    .and_then(|flags| flags.trim().parse::<u32>().ok())
+                    .is_none_or(|flags| flags & ACCOUNT_DISABLED == 0),
+                Dialect::Openldap => true,
+            };
+            by_dn.insert(dn::normalise(&entry.dn), anchor.clone());
+            let uid = text(entry, &a.uid);
+            if !uid.is_empty() {
+                by_uid.insert(uid.to_lowercase(), anchor.clone());
+            }
+            for group in entry.all("memberOf") {
+                member_of.push((dn::normalise(group), anchor.clone()));
+            }
+            out.people.insert(
+                anchor.clone(),
+                Wanted {
+                    anchor,
+                    dn: entry.dn.clone(),
+                    person,
+                    active,
+                },
+            );
+        }
+    }
+    if let (Some(rules), Some(entries)) = (&source.groups, &read.groups) {
+        out.groups = Some(groups(
+            school,
+            source,
+            rules,
+            entries,
+            &by_dn,
+            &by_uid,
+            &member_of,
+            &mut out.skipped,
+            &mut out.unmapped_groups,
+        ));
+    }
+    out
+}
+
+/// A group entry's direct members: DNs (`member`, `uniqueMember`) and uids (`memberUid`).
+struct Direct {
+    dns: Vec<String>,
+    uids: Vec<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn groups(
+    school: &School,
+    source: &Source,
+    rules: &crate::config::Groups,
+    entries: &[Entry],
+    by_dn: &HashMap<String, String>,
+    by_uid: &HashMap<String, String>,
+    member_of: &[(String, String)],
+    skipped: &mut Vec<Skipped>,
+    unmapped: &mut HashSet<String>,
+) -> BTreeMap<String, WantedGroup> {
+    // Every group read, by normalised DN, for nested groups.
+    let mut direct: HashMap<String, Direct> = HashMap::new();
+    for entry in entries {
+        let dns = entry
+            .all("member")
+            .iter()
+            .chain(entry.all("uniqueMember"))
+            // A uniqueMember may carry a `#'…'B` unique identifier after the DN.
+            .map(|value| dn::normalise(value.rsplit_once('#').map_or(value, |(dn, _)| dn)))
+            .filter(|dn| !dn.is_empty())
+            .collect();
+        let uids = entry
+            .all("memberUid")
+            .iter()
+            .map(|uid| uid.trim().to_lowercase())
+            .collect();
+        direct.insert(dn::normalise(&entry.dn), Direct { dns, uids });
+    }
+    let mut out = BTreeMap::new();
+    let mut names: HashMap<String, String> = HashMap::new();
+    for entry in entries {
+        let name = text(entry, &rules.name);
+        if name.is_empty() {
+            skipped.push(Skipped {
+                dn: entry.dn.clone(),
+                reason: format!("the group has no {}, which names it", rules.name),
+            });
+            continue;
+        }
+        if rules.teaching.as_ref().is_some_and(|p| !p.is_match(&name)) {
+            continue;
+        }
+        let anchor =
+            anchor(source, entry).unwrap_or_else(|| format!("dn:{}", dn::normalise(&entry.dn)));
+        if let Some(other) = names.insert(name.to_lowercase(), entry.dn.clone()) {
+            skipped.push(Skipped {
+                dn: entry.dn.clone(),
+                reason: format!("`{other}` has the same name, `{name}`"),
+            });
+            unmapped.insert(anchor);
+            continue;
+        }
+        let mut chosen: Vec<String> = rules
+            .courses_attribute
+            .as_deref()
+            .map(|attribute| {
+                entry
+                    .all(attribute)
+                    .iter()
+                    .map(|v| v.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for rule in &rules.courses {
+            chosen.extend(rule.courses_for(&name).unwrap_or_default());
+        }
+        let courses = match school.courses.expand(&chosen) {
+            Ok(courses) => {
+                let mut codes: Vec<String> = courses
+                    .into_iter()
+                    .filter(|c| !c.implied)
+                    .map(|c| c.code)
+                    .collect();
+                codes.sort();
+                codes.dedup();
+                codes
+            }
+            Err(message) => {
+                skipped.push(Skipped {
+                    dn: entry.dn.clone(),
+                    reason: message,
+                });
+                unmapped.insert(anchor);
+                continue;
+            }
+        };
+        let own = dn::normalise(&entry.dn);
+        let mut members = HashSet::new();
+        let mut visited = HashSet::new();
+        collect(
+            &own,
+            &direct,
+            by_dn,
+            by_uid,
+            rules.flatten_nested,
+            &mut visited,
+            &mut members,
+        );
+        for (group, anchor) in member_of {
+            if *group == own {
+                members.insert(anchor.clone());
+            }
+        }
+        let mut members: Vec<String> = members.into_iter().collect();
+        members.sort();
+        out.insert(
+            anchor.clone(),
+            WantedGroup {
+                anchor,
+                dn: entry.dn.clone(),
+                name,
+                courses,
+                members,
+            },
+        );
+    }
+    out
+}
+
+/// The people of a group, and with `nested` those of the groups it contains, at any depth
+/// (a cycle is followed once).
+fn collect(
+    group: &str,
+    direct: &HashMap<String, Direct>,
+    by_dn: &HashMap<String, String>,
+    by_uid: &HashMap<String, String>,
+    nested: bool,
+    visited: &mut HashSet<String>,
+    members: &mut HashSet<String>,
+) {
+    if !visited.insert(group.to_owned()) {
+        return;
+    }
+    let Some(entry) = direct.get(group) else {
+        return;
+    };
+    for member in &entry.dns {
+        if let Some(anchor) = by_dn.get(member) {
+            members.insert(anchor.clone());
+        } else if nested && direct.contains_key(member) {
+            collect(member, direct, by_dn, by_uid, nested, visited, members);
+        }
+    }
+    for uid in &entry.uids {
+        if let Some(anchor) = by_uid.get(uid) {
+            members.insert(anchor.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn school(source: &str) -> School {
+        let text = format!(
+            r#"[[schools]]
+id = "north"
+name = "North"
+
+[[schools.courses]]
+code = "MA-Y1-AS"
+title = "Mathematics Year 1 (AS)"
+implies = ["MA-Y1-STAT"]
+
+[[schools.courses]]
+code = "MA-Y1-STAT"
+title = "Statistics Year 1"
+
+[[schools.sources]]
+id = "d"
+kind = "ldap"
+url = "ldap://127.0.0.1"
+bind_dn = "cn=r"
+password_env = "P"
+{source}
+[schools.sources.students]
+base = "ou=S,dc=x"
+year_group = "departmentNumber"
+
+[schools.sources.tutors]
+base = "ou=T,dc=x"
+
+[schools.sources.groups]
+base = "ou=G,dc=x"
+teaching = '^\d+[A-Z]/'
+courses_attribute = "businessCategory"
+flatten_nested = true
+"#
+        );
+        Config::parse(&text, Path::new("/"))
+            .unwrap()
+            .schools
+            .remove(0)
+    }
+
+    fn entry(dn: &str, attrs: &[(&str, &str)]) -> Entry {
+        let mut out = Entry {
+            dn: dn.into(),
+            attrs: HashMap::new(),
+            bin_attrs: HashMap::new(),
+        };
+        for (name, value) in attrs {
+            out.attrs
+                .entry((*name).to_owned())
+                .or_default()
+                .push((*value).to_owned());
+        }
+        out
+    }
+
+    fn person(uid: &str, number: &str, given: &str, sn: &str) -> Entry {
+        entry(
+            &format!("uid={uid},ou=S,dc=x"),
+            &[
+                ("uid", uid),
+                ("employeeNumber", number),
+                ("givenName", given),
+                ("sn", sn),
+                ("departmentNumber", "12"),
+            ],
+        )
+    }
+
+    #[test]
+    fn members_resolve_by_dn_in_any_case_by_uid_and_through_nested_groups() {
+        let school = school("");
+        let source = &school.sources[0];
+        let read = Read {
+            students: vec![
+                person("ann", "1", "Ann", "Lee"),
+                person("bob", "2", "Bob", "Ray"),
+                person("cy", "3", "Cy", "Orr"),
+            ],
+            tutors: Vec::new(),
+            groups: Some(vec![
+                entry(
+                    "cn=12A/Ma1,ou=G,dc=x",
+                    &[
+                        ("cn", "12A/Ma1"),
+                        ("member", "UID=ANN,OU=S,DC=X"),
+                        ("member", "cn=Extra,ou=G,dc=x"),
+                        ("businessCategory", "Mathematics Year 1 (AS)"),
+                    ],
+                ),
+                // Not a teaching group, but nested in one: its members count there.
+                entry(
+                    "cn=Extra,ou=G,dc=x",
+                    &[
+                        ("cn", "Extra"),
+                        ("uniqueMember", "uid=bob,ou=S,dc=x#'0101'B"),
+                        // A cycle is followed once.
+                        ("member", "cn=12A/Ma1,ou=G,dc=x"),
+                    ],
+                ),
+                entry(
+                    "cn=12B/Ps1,ou=G,dc=x",
+                    &[
+                        ("cn", "12B/Ps1"),
+                        ("memberUid", "CY"),
+                        ("memberUid", "nobody"),
+                    ],
+                ),
+            ]),
+        };
+        let desired = desired(&school, source, &read);
+        assert!(desired.skipped.is_empty(), "{:?}", desired.skipped);
+        let groups = desired.groups.unwrap();
+        let names: Vec<&str> = groups.values().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["12A/Ma1", "12B/Ps1"]);
+        let maths = groups.values().find(|g| g.name == "12A/Ma1").unwrap();
+        assert_eq!(maths.members, ["1", "2"]);
+        assert_eq!(
+            maths.courses,
+            ["MA-Y1-AS"],
+            "implied modules are added later"
+        );
+        let psychology = groups.values().find(|g| g.name == "12B/Ps1").unwrap();
+        assert_eq!(psychology.members, ["3"]);
+        assert!(
+            psychology.anchor.starts_with("dn:"),
+            "no anchor attribute: the DN"
+        );
+        assert_eq!(desired.people["1"].person.year_group, "12");
+    }
+
+    #[test]
+    fn entries_that_cannot_be_mapped_are_reported_and_remembered() {
+        let school = school("");
+        let source = &school.sources[0];
+        let read = Read {
+            students: vec![
+                person("ann", "1", "Ann", "Lee"),
+                person("nos", "2", "Nos", ""),
+                entry(
+                    "uid=none,ou=S,dc=x",
+                    &[("givenName", "No"), ("sn", "Anchor")],
+                ),
+                person("dup", "1", "Dup", "Licate"),
+            ],
+            tutors: Vec::new(),
+            groups: Some(vec![entry(
+                "cn=12C/La1,ou=G,dc=x",
+                &[("cn", "12C/La1"), ("businessCategory", "Latin")],
+            )]),
+        };
+        let desired = desired(&school, source, &read);
+        let reasons: Vec<(&str, &str)> = desired
+            .skipped
+            .iter()
+            .map(|s| (s.dn.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert_eq!(reasons[0], ("uid=nos,ou=S,dc=x", "surname is empty"));
+        assert!(
+            reasons[1].1.contains("has no employeeNumber"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].1.contains("same employeeNumber `1`"),
+            "{reasons:?}"
+        );
+        assert!(reasons[3].1.contains("Latin"), "{reasons:?}");
+        assert_eq!(desired.people.len(), 1);
+        assert!(
+            desired.unmapped.contains("2"),
+            "known, so never taken for a leaver"
+        );
+        assert_eq!(desired.unmapped_groups.len(), 1);
+        assert!(desired.groups.unwrap().is_empty());
+    }
+
+    #[test]
+    fn active_directory_accounts_have_guid_anchors_and_a_disabled_flag() {
+        let school = school("dialect = \"active-directory\"");
+        let source = &school.sources[0];
+        let guid: Vec<u8> = (1..=16).collect();
+        let mut enabled = entry(
+            "CN=Ann Lee,OU=S,DC=x",
+            &[
+                ("givenName", "Ann"),
+                ("sn", "Lee"),
+                ("userAccountControl", "512"),
+                ("memberOf", "CN=12A/Ma1,OU=G,DC=x"),
+            ],
+        );
+        enabled
+            .bin_attrs
+            .insert("objectGUID".into(), vec![guid.clone()]);
+        let mut disabled = entry(
+            "CN=Bob Ray,OU=S,DC=x",
+            &[
+                ("givenName", "Bob"),
+                ("sn", "Ray"),
+                ("userAccountControl", "514"),
+            ],
+        );
+        disabled
+            .bin_attrs
+            .insert("objectGUID".into(), vec![vec![0xab; 16]]);
+        let group = entry("CN=12A/Ma1,OU=G,DC=x", &[("cn", "12A/Ma1")]);
+        let read = Read {
+            students: vec![enabled, disabled],
+            tutors: Vec::new(),
+            groups: Some(vec![group]),
+        };
+        let desired = desired(&school, source, &read);
+        let ann = "04030201-0605-0807-090a-0b0c0d0e0f10";
+        assert!(desired.people[ann].active);
+        assert!(!desired.people["abababab-abab-abab-abab-abababababab"].active);
+        // Membership from the person's memberOf when the group lists nobody.
+        let groups = desired.groups.unwrap();
+        assert_eq!(groups.values().next().unwrap().members, [ann]);
+    }
+}
