@@ -16,7 +16,9 @@ use crate::credentials::generate::{CharClass, Generated, Policy};
 pub use crate::credentials::username::Template;
 
 mod sources;
-pub use sources::{Attributes, CourseRule, Dialect, Groups, Ldap, People, Secret, Source};
+pub use sources::{
+    Attributes, CourseRule, Dialect, Groups, Incremental, Ldap, People, Secret, Source,
+};
 
 /// Environment variables that override the file.
 pub mod env {

@@ -64,6 +64,9 @@ enum Command {
         /// Apply the plan the deletion threshold held.
         #[arg(long, conflicts_with = "status")]
         approve: bool,
+        /// Read everything, even when the source could read only what changed.
+        #[arg(long, conflicts_with_all = ["dry_run", "approve", "status"])]
+        full: bool,
         /// Show each source's last run and held plan.
         #[arg(long)]
         status: bool,
@@ -213,6 +216,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             school,
             dry_run,
             approve,
+            full,
             status,
             json,
         } => {
@@ -227,9 +231,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let result = if status {
                 sync_status(&provider, &school, json).await
             } else {
-                let mode = match (dry_run, approve) {
-                    (true, _) => sync::Mode::DryRun,
-                    (_, true) => sync::Mode::Approve,
+                let mode = match (dry_run, approve, full) {
+                    (true, ..) => sync::Mode::DryRun,
+                    (_, true, _) => sync::Mode::Approve,
+                    (.., true) => sync::Mode::Full,
                     _ => sync::Mode::Apply,
                 };
                 let source = source.unwrap_or_default();
@@ -322,8 +327,17 @@ fn describe_report(report: &sync::Report, every_change: bool) -> String {
     let c = &report.counts;
     let _ = writeln!(
         text,
-        "source {}: read {} students, {} tutors, {} groups in {:.1} s",
-        report.source, report.read.students, report.read.tutors, report.read.groups, report.seconds
+        "source {}: read {}{} students, {} tutors, {} groups in {:.1} s",
+        report.source,
+        if report.full {
+            ""
+        } else {
+            "the changes since the last run: "
+        },
+        report.read.students,
+        report.read.tutors,
+        report.read.groups,
+        report.seconds
     );
     let _ = writeln!(
         text,

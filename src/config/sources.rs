@@ -16,6 +16,8 @@ pub struct Source {
     pub ldap: Ldap,
     /// How often the daemon runs the sync; `None`: only when asked (`rollcall sync`).
     pub interval: Option<Duration>,
+    /// Read only what changed between full runs; `None`: every run reads everything.
+    pub incremental: Option<Incremental>,
     /// Generate first passwords (held as pending slips) for the accounts it creates.
     pub passwords: bool,
     /// Disabled leavers are deleted after this many days.
@@ -28,6 +30,30 @@ pub struct Source {
     pub tutors: Option<People>,
     pub groups: Option<Groups>,
     pub attributes: Attributes,
+}
+
+/// Incremental runs: the entries whose change marker is past the highest one seen last time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incremental {
+    /// `entryCSN` (OpenLDAP's change sequence number, which the RFC 4533 sync control is
+    /// built on; `modifyTimestamp` works too, at one-second resolution) or `uSNChanged`
+    /// (Active Directory).
+    pub attribute: String,
+    /// A full run (which also finds deletions) when the last one is older than this.
+    pub full_every: Duration,
+}
+
+impl Incremental {
+    /// Whether the marker is a number (`uSNChanged`) rather than a time-based text.
+    pub fn numeric(&self) -> bool {
+        self.attribute.eq_ignore_ascii_case("uSNChanged")
+    }
+
+    /// Whether each change gets a marker of its own, so that a run can resume strictly after
+    /// the last one seen (`entryCSN`, `uSNChanged`); `modifyTimestamp` changes once a second.
+    pub fn unique(&self) -> bool {
+        self.numeric() || self.attribute.eq_ignore_ascii_case("entryCSN")
+    }
 }
 
 /// Active Directory or OpenLDAP: decides the defaults and how accounts are read.
@@ -166,6 +192,9 @@ pub(super) struct SourceFile {
     page_size: Option<Spanned<i32>>,
     timeout_secs: Option<u64>,
     interval_minutes: Option<u64>,
+    incremental: Option<bool>,
+    full_every_hours: Option<Spanned<u64>>,
+    change_attribute: Option<String>,
     passwords: Option<bool>,
     retention_days: Option<u32>,
     max_disable_percent: Option<Spanned<u32>>,
@@ -412,6 +441,29 @@ pub(super) fn sources(
             }
         };
         let timeout = Duration::from_secs(file.timeout_secs.unwrap_or(30).max(1));
+        let full_every = match file.full_every_hours {
+            None => 24,
+            Some(hours) if *hours.get_ref() >= 1 => hours.into_inner(),
+            Some(hours) => {
+                return Err(fail(
+                    hours.span(),
+                    "full_every_hours",
+                    "a full run at least every hour is the most; use `incremental = false` \
+                     to read everything every time"
+                        .into(),
+                ));
+            }
+        };
+        let incremental = file.incremental.unwrap_or(true).then(|| Incremental {
+            attribute: file.change_attribute.unwrap_or_else(|| {
+                match dialect {
+                    Dialect::Openldap => "entryCSN",
+                    Dialect::ActiveDirectory => "uSNChanged",
+                }
+                .into()
+            }),
+            full_every: Duration::from_secs(full_every * 3600),
+        });
         out.push(Source {
             id: file.id.into_inner(),
             ldap: Ldap {
@@ -428,6 +480,7 @@ pub(super) fn sources(
                 .interval_minutes
                 .filter(|&m| m > 0)
                 .map(|m| Duration::from_secs(m * 60)),
+            incremental,
             passwords: file.passwords.unwrap_or(true),
             retention_days: file.retention_days.unwrap_or(365),
             max_disable_percent,

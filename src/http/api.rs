@@ -229,11 +229,12 @@ async fn run_source(
     }
     let mode = match mode.as_str() {
         "apply" => sync::Mode::Apply,
+        "full" => sync::Mode::Full,
         "dry-run" => sync::Mode::DryRun,
         "approve" => sync::Mode::Approve,
         other => {
             return Err(ApiError::invalid(format!(
-                "mode `{other}` is not apply, dry-run or approve"
+                "mode `{other}` is not apply, full, dry-run or approve"
             )));
         }
     };

@@ -149,6 +149,24 @@ pub struct SyncChanges {
     pub left: Vec<String>,
     /// Accounts back in the directory.
     pub returned: Vec<String>,
+    /// Where the people read live (normalised DN → anchor).
+    pub entries: EntryChanges,
+    /// The change marker to resume from, and whether this was a full run.
+    pub cursor: Option<(String, bool)>,
+}
+
+/// Changes to a source's DN → anchor map.
+#[derive(Debug, Clone, Default)]
+pub struct EntryChanges {
+    pub upsert: Vec<(String, String)>,
+    pub delete: Vec<String>,
+}
+
+/// How far a source has read.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub marker: String,
+    pub full_at: OffsetDateTime,
 }
 
 /// A finished sync run, as `rollcall sync --status` and the admin API show it.

@@ -55,6 +55,8 @@ pub struct Desired {
     pub unmapped: HashSet<String>,
     /// Likewise for teaching groups: kept as they are.
     pub unmapped_groups: HashSet<String>,
+    /// Where the people read live: normalised DN → anchor, and `uid:<uid>` → anchor.
+    pub locations: Vec<(String, String)>,
 }
 
 /// What one read of the directory returned.
@@ -82,6 +84,7 @@ pub fn person_attributes(source: &Source) -> Vec<String> {
     if source.ldap.dialect == Dialect::ActiveDirectory {
         names.push("userAccountControl".into());
     }
+    names.extend(source.incremental.as_ref().map(|i| i.attribute.clone()));
     dedup(names)
 }
 
@@ -97,6 +100,7 @@ pub fn group_attributes(source: &Source) -> Vec<String> {
         "memberUid".into(),
     ];
     names.extend(groups.courses_attribute.clone());
+    names.extend(source.incremental.as_ref().map(|i| i.attribute.clone()));
     dedup(names)
 }
 
@@ -138,8 +142,14 @@ fn text(entry: &Entry, attribute: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Maps what was read to what the source wants.
-pub fn desired(school: &School, source: &Source, read: &Read) -> Desired {
+/// Maps what was read to what the source wants. `known` locates people not read this time
+/// (an incremental run): normalised DN or `uid:<uid>` → anchor.
+pub fn desired(
+    school: &School,
+    source: &Source,
+    read: &Read,
+    known: &HashMap<String, String>,
+) -> Desired {
     let mut out = Desired::default();
     // Normalised DN → anchor, and uid → anchor, for resolving group members.
     let mut by_dn: HashMap<String, String> = HashMap::new();
@@ -213,7 +223,7 @@ pub fn desired(school: &School, source: &Source, read: &Read) -> Desired {
             by_dn.insert(dn::normalise(&entry.dn), anchor.clone());
             let uid = text(entry, &a.uid);
             if !uid.is_empty() {
-                by_uid.insert(uid.to_lowercase(), anchor.clone());
+                by_uid.insert(format!("uid:{}", uid.to_lowercase()), anchor.clone());
             }
             for group in entry.all("memberOf") {
                 member_of.push((dn::normalise(group), anchor.clone()));
@@ -230,19 +240,43 @@ pub fn desired(school: &School, source: &Source, read: &Read) -> Desired {
         }
     }
     if let (Some(rules), Some(entries)) = (&source.groups, &read.groups) {
+        let people = People {
+            by_dn: &by_dn,
+            by_uid: &by_uid,
+            known,
+        };
         out.groups = Some(groups(
             school,
             source,
             rules,
             entries,
-            &by_dn,
-            &by_uid,
+            &people,
             &member_of,
             &mut out.skipped,
             &mut out.unmapped_groups,
         ));
     }
+    out.locations = by_dn.into_iter().chain(by_uid).collect();
     out
+}
+
+/// Finding a person's anchor by DN or uid: among those read, then those known from before.
+struct People<'a> {
+    by_dn: &'a HashMap<String, String>,
+    /// `uid:<uid>` → anchor.
+    by_uid: &'a HashMap<String, String>,
+    known: &'a HashMap<String, String>,
+}
+
+impl People<'_> {
+    fn by_dn(&self, dn: &str) -> Option<&String> {
+        self.by_dn.get(dn).or_else(|| self.known.get(dn))
+    }
+
+    fn by_uid(&self, uid: &str) -> Option<&String> {
+        let key = format!("uid:{uid}");
+        self.by_uid.get(&key).or_else(|| self.known.get(&key))
+    }
 }
 
 /// A group entry's direct members: DNs (`member`, `uniqueMember`) and uids (`memberUid`).
@@ -257,8 +291,7 @@ fn groups(
     source: &Source,
     rules: &crate::config::Groups,
     entries: &[Entry],
-    by_dn: &HashMap<String, String>,
-    by_uid: &HashMap<String, String>,
+    people: &People,
     member_of: &[(String, String)],
     skipped: &mut Vec<Skipped>,
     unmapped: &mut HashSet<String>,
@@ -345,8 +378,7 @@ fn groups(
         collect(
             &own,
             &direct,
-            by_dn,
-            by_uid,
+            people,
             rules.flatten_nested,
             &mut visited,
             &mut members,
@@ -377,8 +409,7 @@ fn groups(
 fn collect(
     group: &str,
     direct: &HashMap<String, Direct>,
-    by_dn: &HashMap<String, String>,
-    by_uid: &HashMap<String, String>,
+    people: &People,
     nested: bool,
     visited: &mut HashSet<String>,
     members: &mut HashSet<String>,
@@ -390,14 +421,14 @@ fn collect(
         return;
     };
     for member in &entry.dns {
-        if let Some(anchor) = by_dn.get(member) {
+        if nested && direct.contains_key(member) {
+            collect(member, direct, people, nested, visited, members);
+        } else if let Some(anchor) = people.by_dn(member) {
             members.insert(anchor.clone());
-        } else if nested && direct.contains_key(member) {
-            collect(member, direct, by_dn, by_uid, nested, visited, members);
         }
     }
     for uid in &entry.uids {
-        if let Some(anchor) = by_uid.get(uid) {
+        if let Some(anchor) = people.by_uid(uid) {
             members.insert(anchor.clone());
         }
     }
@@ -521,7 +552,7 @@ flatten_nested = true
                 ),
             ]),
         };
-        let desired = desired(&school, source, &read);
+        let desired = desired(&school, source, &read, &HashMap::new());
         assert!(desired.skipped.is_empty(), "{:?}", desired.skipped);
         let groups = desired.groups.unwrap();
         let names: Vec<&str> = groups.values().map(|g| g.name.as_str()).collect();
@@ -562,7 +593,7 @@ flatten_nested = true
                 &[("cn", "12C/La1"), ("businessCategory", "Latin")],
             )]),
         };
-        let desired = desired(&school, source, &read);
+        let desired = desired(&school, source, &read, &HashMap::new());
         let reasons: Vec<(&str, &str)> = desired
             .skipped
             .iter()
@@ -622,7 +653,7 @@ flatten_nested = true
             tutors: Vec::new(),
             groups: Some(vec![group]),
         };
-        let desired = desired(&school, source, &read);
+        let desired = desired(&school, source, &read, &HashMap::new());
         let ann = "04030201-0605-0807-090a-0b0c0d0e0f10";
         assert!(desired.people[ann].active);
         assert!(!desired.people["abababab-abab-abab-abab-abababababab"].active);

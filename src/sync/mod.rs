@@ -13,14 +13,14 @@ pub mod ldap;
 pub mod map;
 pub mod plan;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
-use crate::config::{School, Source};
+use crate::config::{Incremental, School, Source};
 use crate::credentials;
 use crate::provider::Provider;
 use crate::roster::{self, Role};
@@ -32,8 +32,11 @@ use plan::{Counts, Plan, Stored};
 /// What a run may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Apply the plan unless it crosses the deletion threshold (then hold it).
+    /// Apply the plan unless it crosses the deletion threshold (then hold it). Reads only
+    /// what changed when the source is incremental and its last full run is recent enough.
     Apply,
+    /// [`Mode::Apply`] after reading everything.
+    Full,
     /// Plan only; change nothing.
     DryRun,
     /// Apply a plan the threshold held, if the directory still asks for no more than it did.
@@ -77,6 +80,8 @@ pub enum Error {
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub source: String,
+    /// Whether it read everything (otherwise only what changed since the last run).
+    pub full: bool,
     /// `applied`, `held` (by the deletion threshold) or `planned` (a dry run).
     pub outcome: Outcome,
     pub read: ReadCounts,
@@ -244,34 +249,84 @@ pub fn settings(source: &Source) -> Result<ldap::Settings, Error> {
     })
 }
 
-/// Reads every search of a source.
-pub async fn read(source: &Source, progress: Progress<'_>) -> Result<Read, Error> {
+/// Reads every search of a source; with `changed`, `(attribute>=value)`, only the entries
+/// changed since.
+pub async fn read(
+    source: &Source,
+    changed: Option<&str>,
+    progress: Progress<'_>,
+) -> Result<Read, Error> {
     let mut directory = ldap::Directory::connect(&settings(source)?).await?;
+    let filter = |filter: &str| match changed {
+        Some(changed) => format!("(&{filter}{changed})"),
+        None => filter.to_owned(),
+    };
+    let what = if changed.is_some() { "changed " } else { "" };
     let people = map::person_attributes(source);
     let people: Vec<&str> = people.iter().map(String::as_str).collect();
     let mut out = Read::default();
-    progress(&format!("reading students under {}", source.students.base));
+    progress(&format!(
+        "reading {what}students under {}",
+        source.students.base
+    ));
     out.students = directory
-        .search(&source.students.base, &source.students.filter, &people)
+        .search(
+            &source.students.base,
+            &filter(&source.students.filter),
+            &people,
+        )
         .await?;
     if let Some(tutors) = &source.tutors {
-        progress(&format!("reading tutors under {}", tutors.base));
+        progress(&format!("reading {what}tutors under {}", tutors.base));
         out.tutors = directory
-            .search(&tutors.base, &tutors.filter, &people)
+            .search(&tutors.base, &filter(&tutors.filter), &people)
             .await?;
     }
     if let Some(groups) = &source.groups {
-        progress(&format!("reading groups under {}", groups.base));
+        progress(&format!("reading {what}groups under {}", groups.base));
         let attributes = map::group_attributes(source);
         let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
         out.groups = Some(
             directory
-                .search(&groups.base, &groups.filter, &attributes)
+                .search(&groups.base, &filter(&groups.filter), &attributes)
                 .await?,
         );
     }
     directory.close().await;
     Ok(out)
+}
+
+/// The highest change marker among the entries read (`None` when none has one).
+fn highest_marker(incremental: &Incremental, read: &Read) -> Option<String> {
+    let entries = read
+        .students
+        .iter()
+        .chain(&read.tutors)
+        .chain(read.groups.iter().flatten());
+    let values = entries.filter_map(|entry| entry.first(&incremental.attribute));
+    if incremental.numeric() {
+        values
+            .filter_map(|v| v.trim().parse::<u64>().ok())
+            .max()
+            .map(|n| n.to_string())
+    } else {
+        // Generalized times of one server share their form, so text order is time order.
+        values.map(str::trim).max().map(str::to_owned)
+    }
+}
+
+/// The filter term of an incremental run resuming after `marker`.
+fn changed_since(incremental: &Incremental, marker: &str) -> String {
+    let attribute = &incremental.attribute;
+    let value = ldap3::ldap_escape(marker);
+    match marker.parse::<u64>() {
+        // The highest seen was read already.
+        Ok(n) if incremental.numeric() => format!("({attribute}>={})", n + 1),
+        _ if incremental.unique() => format!("(&({attribute}>={value})(!({attribute}={value})))"),
+        // One-second resolution: entries changed in the same second as the last one seen are
+        // read again, which plans nothing for them.
+        _ => format!("({attribute}>={value})"),
+    }
 }
 
 /// What the store holds for a source.
@@ -355,7 +410,19 @@ async fn run_locked(
     progress: Progress<'_>,
 ) -> Result<Report, Error> {
     let clock = Instant::now();
-    let read = read(source, progress).await?;
+    let now = provider.clock.now();
+    // Incremental when allowed, resumable, and the last full run is recent enough.
+    let cursor = provider.store.cursor(scope).await?;
+    let resume = match (&source.incremental, cursor, mode) {
+        (Some(incremental), Some(cursor), Mode::Apply)
+            if now - cursor.full_at < incremental.full_every =>
+        {
+            Some(changed_since(incremental, &cursor.marker))
+        }
+        _ => None,
+    };
+    let full = resume.is_none();
+    let read = read(source, resume.as_deref(), progress).await?;
     let counts = ReadCounts {
         students: read.students.len(),
         tutors: read.tutors.len(),
@@ -366,14 +433,33 @@ async fn run_locked(
         counts.students, counts.tutors, counts.groups
     ));
     let stored = stored(provider, scope).await?;
-    refuse_empty(source, &read, &stored)?;
-    let desired = map::desired(school, source, &read);
+    if full {
+        refuse_empty(source, &read, &stored)?;
+    }
+    let known: HashMap<String, String> =
+        provider.store.entry_map(scope).await?.into_iter().collect();
+    let located = if full { &HashMap::new() } else { &known };
+    let desired = map::desired(school, source, &read, located);
+    let mut reconciled = plan::reconcile(provider, school, source, &desired, &stored, !full, now)?;
+    let marker = source
+        .incremental
+        .as_ref()
+        .and_then(|incremental| highest_marker(incremental, &read));
     drop(read);
-    let now = provider.clock.now();
-    let mut reconciled = plan::reconcile(provider, school, source, &desired, &stored, now)?;
-    drop(desired);
+    reconciled.changes.entries = entry_changes(&known, desired.locations, full);
+    reconciled.changes.cursor = match (marker, &source.incremental) {
+        (Some(marker), Some(_)) => Some((marker, full)),
+        // Nothing read had a marker: keep the old one (a full run still counts as one).
+        (None, Some(_)) => provider
+            .store
+            .cursor(scope)
+            .await?
+            .map(|cursor| (cursor.marker, full)),
+        (_, None) => None,
+    };
     let mut report = Report {
         source: source.id.clone(),
+        full,
         outcome: Outcome::Planned,
         read: counts,
         counts: reconciled.plan.counts(),
@@ -388,7 +474,7 @@ async fn run_locked(
     };
     match mode {
         Mode::DryRun => return finish(report, reconciled.plan),
-        Mode::Apply => {
+        Mode::Apply | Mode::Full => {
             if let Some(reason) = threshold(source, &reconciled.plan, stored.active_users()) {
                 hold(provider, scope, &reconciled.plan, &reason, now).await?;
                 report.outcome = Outcome::Held;
@@ -420,11 +506,17 @@ async fn run_locked(
             }
         }
     }
-    if !reconciled.plan.is_empty() {
+    let changes = &reconciled.changes;
+    let bookkeeping = !changes.entries.upsert.is_empty()
+        || !changes.entries.delete.is_empty()
+        || changes.cursor.is_some();
+    if !reconciled.plan.is_empty() || bookkeeping {
         if source.passwords {
             issue_passwords(provider, school, &mut reconciled.changes, progress).await?;
         }
-        progress("writing");
+        if !reconciled.plan.is_empty() {
+            progress("writing");
+        }
         let stamp_actor = Actor {
             name: format!("sync:{}", source.id),
             request_id: None,
@@ -444,6 +536,28 @@ async fn run_locked(
     }
     report.outcome = Outcome::Applied;
     finish(report, reconciled.plan)
+}
+
+/// How the DN map changes: what was read replaces what was known (all of it, on a full run).
+fn entry_changes(
+    known: &HashMap<String, String>,
+    read: Vec<(String, String)>,
+    full: bool,
+) -> store::EntryChanges {
+    let mut changes = store::EntryChanges::default();
+    if full {
+        let read: HashSet<&str> = read.iter().map(|(key, _)| key.as_str()).collect();
+        changes.delete = known
+            .keys()
+            .filter(|key| !read.contains(key.as_str()))
+            .cloned()
+            .collect();
+    }
+    changes.upsert = read
+        .into_iter()
+        .filter(|(key, anchor)| known.get(key) != Some(anchor))
+        .collect();
+    changes
 }
 
 async fn hold(

@@ -128,13 +128,15 @@ pub struct Reconciled {
     pub changes: SyncChanges,
 }
 
-/// Compares what a source wants with what it owns.
+/// Compares what a source wants with what it owns. `partial`: `desired` holds only what
+/// changed (an incremental run), so what it lacks has not left.
 pub fn reconcile(
     provider: &Provider,
     school: &School,
     source: &Source,
     desired: &Desired,
     stored: &Stored,
+    partial: bool,
     now: OffsetDateTime,
 ) -> Result<Reconciled, Error> {
     let mut out = Reconciled::default();
@@ -185,8 +187,9 @@ pub fn reconcile(
                     .replace_users
                     .push((user.id.clone(), user.version, record));
             }
-            None if desired.unmapped.contains(anchor) => {
-                // In the directory but not mappable this time: reported, left alone.
+            None if partial || desired.unmapped.contains(anchor) => {
+                // Unchanged (an incremental run), or in the directory but not mappable this
+                // time (reported): left alone.
                 ids.insert(anchor, user.id.clone());
             }
             None if was_active => {
@@ -303,7 +306,11 @@ pub fn reconcile(
         if record.data == existing.data && current == wanted {
             continue;
         }
-        let mut details = differences(&existing.data, &record.data);
+        let mut details = if record.data == existing.data {
+            Vec::new()
+        } else {
+            differences(&existing.data, &record.data)
+        };
         let named = |id: &&str| {
             names_by_id
                 .get(id)
@@ -328,7 +335,7 @@ pub fn reconcile(
             .replace_groups
             .push((existing.id.clone(), existing.version, record));
     }
-    for group in &stored.groups {
+    for group in stored.groups.iter().filter(|_| !partial) {
         let anchor = group.data.get("externalId").and_then(Value::as_str);
         if anchor.is_some_and(|a| kept.contains(a) || desired.unmapped_groups.contains(a)) {
             continue;

@@ -14,7 +14,10 @@ use reqwest::Method;
 
 use crate::cli::Setup;
 use crate::harness::TestApp;
-use crate::slapd::{GROUPS, STUDENTS, Slapd, TUTORS, school_ldif};
+use crate::slapd::{
+    AD_DISABLED_STUDENT, AD_GROUPS, AD_STAFF, AD_STUDENTS, GROUPS, STUDENTS, Slapd, TUTORS,
+    ad_school_ldif, school_ldif,
+};
 
 pub const SOURCE: &str = "directory";
 
@@ -312,7 +315,8 @@ async fn renames_leavers_returners_and_moves_come_through_and_usernames_stay() {
         mover.dn
     ));
 
-    let report = sync(&app, Mode::Apply).await.unwrap();
+    // A full run: an incremental one would not see the leaver (see below).
+    let report = sync(&app, Mode::Full).await.unwrap();
     assert_eq!(report.outcome, Outcome::Applied);
     assert_eq!(report.counts.update, 2, "{:?}", report.plan.update);
     assert_eq!(report.counts.disable, 1);
@@ -383,7 +387,7 @@ async fn a_run_that_would_disable_too_many_is_held_until_approved() {
     for leaver in &leavers {
         slapd.delete(&leaver.dn);
     }
-    let held = sync(&app, Mode::Apply).await.unwrap();
+    let held = sync(&app, Mode::Full).await.unwrap();
     assert_eq!(held.outcome, Outcome::Held);
     assert_eq!(held.counts.disable, 30);
     assert!(
@@ -434,10 +438,7 @@ async fn an_approval_covers_only_what_was_held() {
     for leaver in &directory.students[20..27] {
         slapd.delete(&leaver.dn);
     }
-    assert_eq!(
-        sync(&app, Mode::Apply).await.unwrap().outcome,
-        Outcome::Held
-    );
+    assert_eq!(sync(&app, Mode::Full).await.unwrap().outcome, Outcome::Held);
     // More leave before anyone approves: the approval does not stretch to them.
     slapd.delete(&directory.students[30].dn);
     let error = sync(&app, Mode::Approve).await.unwrap_err();
@@ -475,7 +476,7 @@ async fn an_empty_search_is_an_error_not_everyone_leaving() {
         }
     }
     slapd.modify(&ldif);
-    let error = sync(&app, Mode::Apply).await.unwrap_err();
+    let error = sync(&app, Mode::Full).await.unwrap_err();
     assert!(
         matches!(
             error,
@@ -757,5 +758,210 @@ async fn admins_see_each_source_and_run_it_through_the_api() {
             .unwrap()
             .contains("cannot reach")
     );
+    app.stop().await;
+}
+
+// --- Active Directory ------------------------------------------------------------------------
+
+/// A source on an Active Directory-shaped slapd: objectGUID anchors, sAMAccountName uids,
+/// the ACCOUNTDISABLE flag, nested groups flattened.
+fn ad_source(slapd: &Slapd, secrets: &tempfile::TempDir) -> String {
+    let password = secrets.path().join("directory.password");
+    std::fs::write(&password, &slapd.reader_password).unwrap();
+    format!(
+        r#"
+[[schools.sources]]
+id = "{SOURCE}"
+kind = "ldap"
+url = "{url}"
+bind_dn = "{bind_dn}"
+password_file = "{password}"
+dialect = "active-directory"
+passwords = false
+
+[schools.sources.students]
+base = "{AD_STUDENTS}"
+# Active Directory's default filter asks for objectCategory, which this schema lacks.
+filter = "(objectClass=user)"
+year_group = "departmentNumber"
+
+[schools.sources.tutors]
+base = "{AD_STAFF}"
+filter = "(objectClass=user)"
+
+[schools.sources.groups]
+base = "{AD_GROUPS}"
+flatten_nested = true
+
+[schools.sources.attributes]
+student_number = "employeeNumber"
+
+"#,
+        url = slapd.url,
+        bind_dn = slapd.reader_dn,
+        password = password.display(),
+    )
+}
+
+#[tokio::test]
+async fn an_active_directory_is_synced_by_guid_with_disabled_accounts_and_nested_groups() {
+    let directory = ad_school_ldif(1050);
+    let Some(slapd) = Slapd::start(&directory.ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let source = ad_source(&slapd, &secrets);
+    let app = TestApp::start_with(move |text| with_source(text, &source)).await;
+
+    let report = sync(&app, Mode::Apply).await.unwrap();
+    assert_eq!(report.read.students, 1050, "paged past the limit of 1,000");
+    let enabled: Vec<_> = directory
+        .students
+        .iter()
+        .chain(&directory.staff)
+        .filter(|p| !p.disabled())
+        .collect();
+    assert_eq!(
+        report.counts.create,
+        enabled.len(),
+        "a disabled account is not created"
+    );
+    assert_eq!(report.counts.skipped, 0, "{:?}", report.plan.skipped);
+    let accounts = accounts(&app).await;
+    for person in &enabled {
+        // The anchor is the GUID as Windows shows it.
+        let account = &accounts[&person.guid];
+        assert_eq!(text(account, "/name/givenName"), person.given_name);
+        assert_eq!(text(account, "/name/familyName"), person.sn);
+    }
+    let disabled = directory.person(AD_DISABLED_STUDENT.0);
+    assert!(!accounts.contains_key(&disabled.guid));
+
+    // Every group, nested ones flattened to their people, found through escaped and
+    // lower-cased DNs.
+    let groups = groups(&app).await;
+    assert_eq!(groups.len(), directory.groups.len());
+    for group in &directory.groups {
+        let expected: BTreeSet<String> = directory
+            .people_in(&group.cn)
+            .into_iter()
+            .filter(|p| !p.disabled())
+            .map(|p| text(&accounts[&p.guid], "/userName").to_owned())
+            .collect();
+        assert_eq!(
+            member_names(&groups[&group.cn], &accounts),
+            expected,
+            "{}",
+            group.cn
+        );
+    }
+    assert!(groups["Maths Department"].links.len() > groups["13A/Ma1"].links.len());
+    assert!(groups["Chess Club"].links.is_empty());
+
+    // Disabled in the directory → disabled here; enabled again → enabled, same account.
+    let student = &directory.students[20];
+    slapd.set_disabled(&student.dn, true);
+    let renamed = &directory.students[21];
+    let new_dn = slapd.rename_person(&renamed.dn, &renamed.given_name, "Renamed");
+    assert_ne!(
+        new_dn, renamed.dn,
+        "in AD the cn is the RDN: the DN changes"
+    );
+    // Incremental by uSNChanged: only the two changed people are read.
+    let report = sync(&app, Mode::Apply).await.unwrap();
+    assert!(!report.full);
+    assert_eq!((report.read.students, report.read.groups), (2, 0));
+    assert_eq!(report.counts.disable, 1, "{:?}", report.plan.disable);
+    assert_eq!(
+        report.plan.disable[0].details,
+        ["disabled in the directory"]
+    );
+    assert_eq!(report.counts.update, 1, "{:?}", report.plan.update);
+    assert_eq!(
+        report.counts.update_groups, 0,
+        "memberships follow the GUID, not the DN"
+    );
+    let after = self::accounts(&app).await;
+    assert!(!active(&after[&student.guid]));
+    assert_eq!(text(&after[&renamed.guid], "/name/familyName"), "Renamed");
+    assert_eq!(
+        text(&after[&renamed.guid], "/userName"),
+        text(&accounts[&renamed.guid], "/userName")
+    );
+    slapd.set_disabled(&student.dn, false);
+    let report = sync(&app, Mode::Apply).await.unwrap();
+    assert_eq!(report.read.students, 1);
+    assert_eq!(report.counts.enable, 1);
+    assert!(active(&self::accounts(&app).await[&student.guid]));
+    let report = sync(&app, Mode::Apply).await.unwrap();
+    assert_eq!(report.read.students, 0, "nothing changed since");
+    assert!(report.plan.is_empty());
+    // A full run agrees that nothing is left to do.
+    assert!(sync(&app, Mode::Full).await.unwrap().plan.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_incremental_run_reads_only_what_changed_and_a_full_run_finds_leavers() {
+    let directory = school_ldif(80);
+    let Some(slapd) = Slapd::start(&directory.ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let app = app_for(&slapd, &secrets, "passwords = false").await;
+    let first = sync(&app, Mode::Apply).await.unwrap();
+    assert!(first.full, "nothing to resume from: a full run");
+
+    let renamed = &directory.students[3];
+    slapd.rename_person(&renamed.dn, "Lukas", &renamed.sn);
+    let mover = &directory.students[40];
+    let from = directory
+        .groups
+        .iter()
+        .find(|g| g.members.iter().any(|m| m.eq_ignore_ascii_case(&mover.dn)))
+        .unwrap();
+    let to = directory
+        .groups
+        .iter()
+        .find(|g| g.cn.ends_with("/Ma1") && g.cn != from.cn)
+        .unwrap();
+    slapd.remove_member(&from.dn, &mover.dn);
+    slapd.add_member(&to.dn, &mover.dn);
+    let leaver = &directory.students[60];
+    slapd.delete(&leaver.dn);
+
+    let report = sync(&app, Mode::Apply).await.unwrap();
+    assert!(!report.full);
+    // The renamed student, and the groups whose members changed (the leaver's too).
+    assert_eq!(report.read.students, 1, "{report:?}");
+    assert_eq!(report.read.tutors, 0);
+    assert_eq!(report.counts.update, 1);
+    assert_eq!(
+        report.counts.disable, 0,
+        "a deletion is not a change it can read"
+    );
+    let accounts_now = accounts(&app).await;
+    assert_eq!(
+        text(&accounts_now[&renamed.employee_number], "/name/givenName"),
+        "Lukas"
+    );
+    // Members of changed groups are found through where they were last seen.
+    let groups_now = groups(&app).await;
+    let mover_name = text(&accounts_now[&mover.employee_number], "/userName").to_owned();
+    assert!(member_names(&groups_now[&to.cn], &accounts_now).contains(&mover_name));
+    assert!(!member_names(&groups_now[&from.cn], &accounts_now).contains(&mover_name));
+    let expected = to.members.iter().filter(|m| !m.is_empty()).count() + 1;
+    assert_eq!(groups_now[&to.cn].links.len(), expected, "nobody else lost");
+    assert!(active(&accounts_now[&leaver.employee_number]));
+
+    let full = sync(&app, Mode::Full).await.unwrap();
+    assert!(full.full);
+    assert_eq!(full.read.students, 79);
+    assert_eq!(full.counts.disable, 1);
+    assert_eq!(
+        full.counts.update, 0,
+        "the incremental run missed nothing else"
+    );
+    assert!(!active(&accounts(&app).await[&leaver.employee_number]));
     app.stop().await;
 }

@@ -9,7 +9,7 @@ use super::{
     parse_time, record_from_row, replace, table,
 };
 use crate::scim::schema::Kind;
-use crate::store::{NewRecord, Record, SyncChanges, SyncRun};
+use crate::store::{Cursor, NewRecord, Record, SyncChanges, SyncRun};
 
 impl Store {
     /// Every user or group the scope's source owns, active or not, with its links.
@@ -122,8 +122,76 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        for dn in &changes.entries.delete {
+            sqlx::query(
+                "DELETE FROM sync_entries WHERE school_id = ?1 AND source = ?2 AND dn_key = ?3",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(dn)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in changes.entries.upsert.chunks(super::CHUNK) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO sync_entries (school_id, source, dn_key, anchor) ",
+            );
+            insert.push_values(chunk, |mut row, (dn, anchor)| {
+                row.push_bind(&scope.school_id)
+                    .push_bind(&scope.source)
+                    .push_bind(dn)
+                    .push_bind(anchor);
+            });
+            insert.push(
+                " ON CONFLICT (school_id, source, dn_key) DO UPDATE SET anchor = excluded.anchor",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        if let Some((marker, full)) = &changes.cursor {
+            sqlx::query(
+                "INSERT INTO sync_cursors (school_id, source, marker, full_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (school_id, source) DO UPDATE SET \
+                 marker = excluded.marker, \
+                 full_at = CASE WHEN ?5 THEN excluded.full_at ELSE sync_cursors.full_at END",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(marker)
+            .bind(&now)
+            .bind(*full)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(names)
+    }
+
+    /// The source's DN → anchor map.
+    pub async fn entry_map(&self, scope: &Scope) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT dn_key, anchor FROM sync_entries WHERE school_id = ?1 AND source = ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Where the source's last run stopped reading.
+    pub async fn cursor(&self, scope: &Scope) -> Result<Option<Cursor>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT marker, full_at FROM sync_cursors WHERE school_id = ?1 AND source = ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(marker, at)| {
+            Some(Cursor {
+                marker,
+                full_at: parse_time(&at)?,
+            })
+        }))
     }
 
     /// Keeps a plan the threshold stopped (replacing an older one).
