@@ -965,3 +965,107 @@ async fn an_incremental_run_reads_only_what_changed_and_a_full_run_finds_leavers
     assert!(!active(&accounts(&app).await[&leaver.employee_number]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn leavers_are_deleted_after_the_retention_period_and_their_usernames_retired() {
+    let directory = school_ldif(20);
+    let Some(slapd) = Slapd::start(&directory.ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let app = app_for(&slapd, &secrets, "passwords = false\nretention_days = 0").await;
+    sync(&app, Mode::Apply).await.unwrap();
+    let leaver = &directory.students[12];
+    let account = accounts(&app).await[&leaver.employee_number].clone();
+    slapd.delete(&leaver.dn);
+    let report = sync(&app, Mode::Full).await.unwrap();
+    assert_eq!((report.counts.disable, report.counts.delete), (1, 0));
+    // The next full run finds it past the retention period (0 days).
+    let report = sync(&app, Mode::Full).await.unwrap();
+    assert_eq!((report.counts.disable, report.counts.delete), (0, 1));
+    assert!(!accounts(&app).await.contains_key(&leaver.employee_number));
+    let retired = app
+        .state
+        .provider
+        .store
+        .retired_names(
+            "north",
+            time::OffsetDateTime::now_utc() - time::Duration::days(1),
+        )
+        .await
+        .unwrap();
+    assert!(
+        retired
+            .iter()
+            .any(|name| name == text(&account, "/userName")),
+        "{retired:?}"
+    );
+    assert!(sync(&app, Mode::Full).await.unwrap().plan.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn one_run_at_a_time_per_source() {
+    let Some(slapd) = Slapd::start(&school_ldif(10).ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let app = app_for(&slapd, &secrets, "passwords = false").await;
+    let store = &app.state.provider.store;
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        store
+            .take_lease(
+                &scope(),
+                "another process",
+                now,
+                now + time::Duration::minutes(2)
+            )
+            .await
+            .unwrap()
+    );
+    let error = sync(&app, Mode::Apply).await.unwrap_err();
+    assert!(matches!(error, sync::Error::Busy(_)), "{error}");
+    // A dry run changes nothing, so it needs no lease.
+    sync(&app, Mode::DryRun).await.unwrap();
+    // An expired lease (its holder died) is taken over.
+    let past = now - time::Duration::minutes(5);
+    store
+        .release_lease(&scope(), "another process")
+        .await
+        .unwrap();
+    store
+        .take_lease(
+            &scope(),
+            "a dead process",
+            past,
+            past + time::Duration::minutes(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sync(&app, Mode::Apply).await.unwrap().counts.create, 16);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_daemon_runs_a_source_on_its_schedule() {
+    let Some(slapd) = Slapd::start(&school_ldif(10).ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let app = app_for(&slapd, &secrets, "passwords = false\ninterval_minutes = 60").await;
+    // The first scheduled run starts a few seconds after start-up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let run = loop {
+        let status = sync::status(&app.state.provider, "north").await.unwrap();
+        if let Some(run) = status[0].last_run.clone() {
+            break run;
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled run");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(run.outcome, "applied");
+    assert_eq!(run.report["counts"]["create"], 16);
+    assert_eq!(accounts(&app).await.len(), 16);
+    app.stop().await;
+}
