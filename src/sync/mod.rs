@@ -168,7 +168,10 @@ pub async fn run(
     let result = run_locked(provider, school, source, &scope, mode, progress).await;
     if let Some(renewing) = renewing {
         drop(renewing);
-        provider.store.release_lease(&scope, &holder).await?;
+        if let Err(error) = provider.store.release_lease(&scope, &holder).await {
+            // It expires on its own.
+            tracing::warn!(%error, source = %source.id, "releasing the sync lease failed");
+        }
     }
     let finished = provider.clock.now();
     let (outcome, report) = match &result {
@@ -413,7 +416,7 @@ async fn run_locked(
     let now = provider.clock.now();
     // Incremental when allowed, resumable, and the last full run is recent enough.
     let cursor = provider.store.cursor(scope).await?;
-    let resume = match (&source.incremental, cursor, mode) {
+    let resume = match (&source.incremental, &cursor, mode) {
         (Some(incremental), Some(cursor), Mode::Apply)
             if now - cursor.full_at < incremental.full_every =>
         {
@@ -447,15 +450,11 @@ async fn run_locked(
         .and_then(|incremental| highest_marker(incremental, &read));
     drop(read);
     reconciled.changes.entries = entry_changes(&known, desired.locations, full);
-    reconciled.changes.cursor = match (marker, &source.incremental) {
-        (Some(marker), Some(_)) => Some((marker, full)),
-        // Nothing read had a marker: keep the old one (a full run still counts as one).
-        (None, Some(_)) => provider
-            .store
-            .cursor(scope)
-            .await?
-            .map(|cursor| (cursor.marker, full)),
-        (_, None) => None,
+    // Written when it moved, and after every full run (which restarts the period).
+    let previous = cursor.map(|cursor| cursor.marker);
+    reconciled.changes.cursor = match marker.or(previous.clone()) {
+        Some(marker) if full || Some(&marker) != previous.as_ref() => Some((marker, full)),
+        _ => None,
     };
     let mut report = Report {
         source: source.id.clone(),

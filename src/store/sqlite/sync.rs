@@ -12,12 +12,16 @@ use crate::scim::schema::Kind;
 use crate::store::{Cursor, NewRecord, Record, SyncChanges, SyncRun};
 
 impl Store {
-    /// Every user or group the scope's source owns, active or not, with its links.
+    /// Every user or group the scope's source owns, active or not: groups with their members,
+    /// users without their groups (a sync compares memberships from the groups' side).
     pub async fn owned(&self, scope: &Scope, kind: Kind) -> Result<Vec<Record>> {
+        let links = match kind {
+            Kind::Group => links_column(kind),
+            Kind::User => "NULL AS links",
+        };
         let sql = format!(
-            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {} FROM {} r \
-             WHERE r.school_id = ?1 AND r.source = ?2 ORDER BY r.id",
-            links_column(kind),
+            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {links} \
+             FROM {} r WHERE r.school_id = ?1 AND r.source = ?2 ORDER BY r.id",
             table(kind)
         );
         let rows = sqlx::query(&sql)
