@@ -116,7 +116,10 @@ impl Directory {
         }
         let (connection, mut ldap) = LdapConnAsync::with_settings(connection, &url)
             .await
-            .map_err(|e| connect_error(e, &url, settings.timeout))?;
+            .map_err(|e| {
+                let tls = settings.starttls || url.starts_with("ldaps://");
+                connect_error(e, &url, settings.timeout, tls)
+            })?;
         ldap3::drive!(connection);
         ldap.with_timeout(settings.timeout)
             .simple_bind(&settings.bind_dn, &settings.password)
@@ -127,7 +130,7 @@ impl Directory {
                     dn: settings.bind_dn.clone(),
                     detail: describe(result.rc, &result.text),
                 },
-                other => connect_error(other, &url, settings.timeout),
+                other => connect_error(other, &url, settings.timeout, false),
             })?;
         Ok(Directory {
             ldap,
@@ -251,7 +254,9 @@ impl Directory {
     }
 }
 
-fn connect_error(error: LdapError, url: &str, timeout: Duration) -> Error {
+/// `handshake`: the connection was to be encrypted (ldaps:// or StartTLS) and `error` came
+/// while setting it up.
+fn connect_error(error: LdapError, url: &str, timeout: Duration, handshake: bool) -> Error {
     match error {
         LdapError::Timeout { .. } => Error::Timeout {
             url: url.to_owned(),
@@ -268,7 +273,21 @@ fn connect_error(error: LdapError, url: &str, timeout: Duration) -> Error {
         {
             Error::Tls {
                 url: url.to_owned(),
-                detail: source.to_string(),
+                detail: explain_tls(&source.to_string()),
+            }
+        }
+        // A server that closes the connection during the TLS handshake (an ldaps:// URL on a
+        // plain LDAP port) comes from tokio-rustls as an EOF with no rustls error inside: the
+        // server was reached; TLS failed.
+        LdapError::Io { source }
+            if handshake && source.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Error::Tls {
+                url: url.to_owned(),
+                detail: format!(
+                    "the server closed the connection during the TLS handshake ({source}); \
+                     does it speak TLS on this port?"
+                ),
             }
         }
         LdapError::Io { source } => Error::Unreachable {
@@ -277,7 +296,7 @@ fn connect_error(error: LdapError, url: &str, timeout: Duration) -> Error {
         },
         LdapError::Rustls { source } => Error::Tls {
             url: url.to_owned(),
-            detail: source.to_string(),
+            detail: explain_tls(&source.to_string()),
         },
         LdapError::LdapResult { result } => Error::Tls {
             url: url.to_owned(),
@@ -362,9 +381,25 @@ fn tls_config(path: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, Strin
     Ok(Arc::new(config))
 }
 
+/// rustls names certificate problems by their variant; say what they mean to an operator.
+fn explain_tls(detail: &str) -> String {
+    let hint = if detail.contains("UnknownIssuer") {
+        "the server's certificate is not signed by a CA in `ca_file` (or, without one, by a CA \
+         the system trusts)"
+    } else if detail.contains("NotValidForName") {
+        "the server's certificate does not name the host in the URL"
+    } else if detail.contains("Expired") {
+        "the server's certificate has expired"
+    } else {
+        return detail.to_owned();
+    };
+    format!("{detail}: {hint}")
+}
+
 /// A result code with its name, and the server's text when it gave one.
 fn describe(rc: u32, text: &str) -> String {
     let name = match rc {
+        2 => "protocol error",
         4 => "size limit exceeded",
         32 => "no such object",
         34 => "invalid DN syntax",

@@ -309,3 +309,196 @@ mod active_directory_fixture {
         directory.close().await;
     }
 }
+
+/// TLS against a real slapd with a throwaway CA ([`Slapd::start_tls`]): StartTLS and ldaps://
+/// work with the CA in `ca_file`; a server certificate from a CA nobody trusts, a CA file that
+/// cannot be used and a server that does not speak TLS all fail as TLS problems, before any
+/// password is sent.
+mod tls {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use rollcall::sync::ldap::{Directory, Error, Settings};
+
+    use super::settings;
+    use crate::slapd::{STUDENTS, Slapd, school_ldif};
+
+    fn tls_settings(
+        slapd: &Slapd,
+        url: &str,
+        starttls: bool,
+        ca_file: Option<PathBuf>,
+    ) -> Settings {
+        Settings {
+            url: url.to_owned(),
+            starttls,
+            ca_file,
+            ..settings(slapd, &slapd.reader_password)
+        }
+    }
+
+    /// The TLS error `Directory::connect` gives with these settings, as text.
+    async fn tls_error(settings: &Settings, log: impl Fn() -> String) -> String {
+        match Directory::connect(settings).await {
+            Err(error @ Error::Tls { .. }) => error.to_string(),
+            Err(other) => panic!(
+                "expected a TLS error for {settings:?}, got {other:?}\n{}",
+                log()
+            ),
+            Ok(_) => panic!("{settings:?} connected\n{}", log()),
+        }
+    }
+
+    #[tokio::test]
+    async fn starttls_and_ldaps_with_the_ca_file_bind_and_search() {
+        let Some((slapd, tls)) = Slapd::start_tls(&school_ldif(8).ldif) else {
+            return;
+        };
+        for (url, starttls) in [(&slapd.url, true), (&tls.ldaps_url, false)] {
+            let settings = tls_settings(&slapd, url, starttls, Some(tls.ca_file.clone()));
+            let mut directory = Directory::connect(&settings)
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}\n{}", slapd.log()));
+            let students = directory
+                .search(STUDENTS, "(objectClass=inetOrgPerson)", &["uid"])
+                .await
+                .unwrap();
+            assert_eq!(students.len(), 8, "{url}");
+            directory.close().await;
+        }
+        // Both connections were encrypted before the reader's password went over them.
+        let log = slapd.log();
+        assert_eq!(log.matches(" TLS established ").count(), 2, "{log}");
+        assert_eq!(log.matches(" STARTTLS").count(), 1, "{log}");
+        let binds: Vec<&str> = log.lines().filter(|l| l.contains("mech=SIMPLE")).collect();
+        assert_eq!(binds.len(), 2, "{log}");
+        for bind in binds {
+            let ssf = bind.split_whitespace().last().unwrap();
+            assert!(ssf.starts_with("ssf=") && ssf != "ssf=0", "{bind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_certificate_from_a_ca_not_trusted_is_refused_before_the_bind() {
+        let Some((slapd, tls)) = Slapd::start_tls(&school_ldif(8).ldif) else {
+            return;
+        };
+        // Another CA in ca_file, or none: the system's roots do not know the test CA.
+        for ca_file in [Some(tls.other_ca_file.clone()), None] {
+            for (url, starttls) in [(&slapd.url, true), (&tls.ldaps_url, false)] {
+                let settings = tls_settings(&slapd, url, starttls, ca_file.clone());
+                let message = tls_error(&settings, || slapd.log()).await;
+                assert_eq!(
+                    message,
+                    format!(
+                        "TLS with {url} failed: invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in `ca_file` (or, without one, by a CA the system trusts)"
+                    ),
+                    "{ca_file:?}"
+                );
+            }
+        }
+        // slapd logs the closed connection a moment after the client has given up.
+        let failures = || {
+            slapd
+                .log()
+                .matches("closed (TLS negotiation failure)")
+                .count()
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while failures() < 4 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let log = slapd.log();
+        assert_eq!(failures(), 4, "{log}");
+        assert!(
+            !log.contains(" BIND "),
+            "the password was never sent:\n{log}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_ca_file_that_cannot_be_used_is_named() {
+        // Nothing is reached: the CA file is read first. Port 1 on loopback has no server.
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let url = "ldaps://127.0.0.1:1";
+        let cases = [
+            (
+                &missing,
+                format!(
+                    "cannot read the CA file {}: I/O error: No such file or directory",
+                    missing.display()
+                ),
+            ),
+            (
+                &empty,
+                format!("the CA file {} holds no certificate", empty.display()),
+            ),
+            (
+                &broken,
+                format!(
+                    "the CA file {} is not PEM: base64 decode error",
+                    broken.display()
+                ),
+            ),
+        ];
+        for (file, expected) in cases {
+            let settings = Settings {
+                url: url.to_owned(),
+                starttls: false,
+                ca_file: Some(file.clone()),
+                bind_dn: "cn=reader,ou=Service,dc=school,dc=example".to_owned(),
+                password: "unused".to_owned().into(),
+                timeout: Duration::from_secs(5),
+                page_size: 500,
+            };
+            let message = tls_error(&settings, String::new).await;
+            assert!(
+                message.starts_with(&format!("TLS with {url} failed: {expected}")),
+                "expected `{expected}` in: {message}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_without_tls_fails_as_a_tls_problem() {
+        let Some(slapd) = Slapd::start(&school_ldif(8).ldif) else {
+            return;
+        };
+        // StartTLS: slapd without certificates does not offer the extended operation.
+        let settings = tls_settings(&slapd, &slapd.url, true, None);
+        let message = tls_error(&settings, || slapd.log()).await;
+        assert!(
+            message.starts_with(&format!(
+                "TLS with {} failed: the server refused StartTLS: ",
+                slapd.url
+            )),
+            "{message}"
+        );
+        assert!(
+            message.contains("unsupported extended operation"),
+            "{message}"
+        );
+
+        // ldaps:// on the plain LDAP port: slapd takes the TLS hello for garbage and hangs up.
+        let url = slapd.url.replace("ldap://", "ldaps://");
+        let settings = tls_settings(&slapd, &url, false, None);
+        let message = tls_error(&settings, || slapd.log()).await;
+        assert_eq!(
+            message,
+            format!(
+                "TLS with {url} failed: the server closed the connection during the TLS \
+                 handshake (tls handshake eof); does it speak TLS on this port?"
+            )
+        );
+        assert!(!slapd.log().contains(" BIND "), "{}", slapd.log());
+    }
+}

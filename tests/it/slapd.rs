@@ -14,6 +14,10 @@
 //!   (`size.prtotal=unlimited`: by default slapd would stop paged searches at 1,000 too);
 //! - `syncprov` is loaded, so RFC 4533 content synchronisation (`-E sync=ro`) works.
 //!
+//! [`Slapd::start_tls`] starts one that speaks TLS too: StartTLS on [`Slapd::url`] and LDAPS on
+//! [`Tls::ldaps_url`], with a certificate for 127.0.0.1 and `localhost` from a CA generated for
+//! the test with `rcgen` (and a second, unrelated CA for clients that must refuse it).
+//!
 //! [`school_ldif`] generates a deterministic school: students, tutors and teaching groups,
 //! with the awkward cases a real directory has (see its documentation).
 //!
@@ -38,7 +42,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -540,6 +544,150 @@ fn base_ldif() -> String {
          userPassword: {hash}\n\
          \n"
     )
+}
+
+// --- TLS ---------------------------------------------------------------------------------------
+
+/// What a client needs to reach a server started with [`Slapd::start_tls`]. The files live in
+/// the server's directory: they go when the [`Slapd`] is dropped.
+pub struct Tls {
+    /// `ldaps://127.0.0.1:PORT`. The same server answers StartTLS on [`Slapd::url`].
+    pub ldaps_url: String,
+    /// The PEM certificate of the throwaway CA that signed the server's certificate.
+    pub ca_file: PathBuf,
+    /// The PEM certificate of another throwaway CA, which signed nothing this server has.
+    pub other_ca_file: PathBuf,
+}
+
+impl Slapd {
+    /// [`Slapd::start`], then restarted with TLS: a CA and a server certificate (for IP
+    /// 127.0.0.1 and DNS `localhost`, signed by that CA) generated now, and listeners on
+    /// [`Slapd::url`] (plain LDAP and StartTLS) and [`Tls::ldaps_url`]. `None` as for
+    /// [`Slapd::start`].
+    ///
+    /// The first start loads the directory exactly as everybody else's; restarting with the
+    /// TLS settings added costs a few tens of milliseconds.
+    pub fn start_tls(ldif: &str) -> Option<(Slapd, Tls)> {
+        let mut slapd = Slapd::start(ldif)?;
+        let _ = slapd.child.kill();
+        let _ = slapd.child.wait();
+
+        let dir = slapd.dir.path().to_owned();
+        let files = write_certificates(&dir);
+        let conf = dir.join("slapd.conf");
+        let text = std::fs::read_to_string(&conf).unwrap();
+        // Global directives: before the first `database`, like everything else in the file.
+        std::fs::write(
+            &conf,
+            format!(
+                "# TLS (GnuTLS in Debian's slapd): the server's certificate and key, PEM.\n\
+                 TLSCACertificateFile \"{}\"\n\
+                 TLSCertificateFile \"{}\"\n\
+                 TLSCertificateKeyFile \"{}\"\n\n{text}",
+                files.ca.display(),
+                files.certificate.display(),
+                files.key.display(),
+            ),
+        )
+        .unwrap();
+
+        let log = dir.join("slapd.log");
+        let mut attempts = 1;
+        loop {
+            let (port, tls_port, child) = spawn_tls(&conf, &log);
+            slapd.url = format!("ldap://127.0.0.1:{port}");
+            slapd.child = child;
+            match slapd.wait_listening() {
+                Ok(()) => {
+                    let tls = Tls {
+                        ldaps_url: format!("ldaps://127.0.0.1:{tls_port}"),
+                        ca_file: files.ca,
+                        other_ca_file: files.other_ca,
+                    };
+                    return Some((slapd, tls));
+                }
+                Err(output) if output.contains("Address already in use") && attempts < 5 => {
+                    attempts += 1;
+                }
+                Err(output) => panic!("slapd with TLS exited before it listened:\n{output}"),
+            }
+        }
+    }
+}
+
+/// The PEM files [`write_certificates`] writes.
+struct TlsFiles {
+    ca: PathBuf,
+    certificate: PathBuf,
+    key: PathBuf,
+    other_ca: PathBuf,
+}
+
+/// Generates a CA, a server certificate it signs (127.0.0.1 and `localhost`, ECDSA P-256, valid
+/// from yesterday for a week) with its key (PKCS#8), and an unrelated CA; writes them to `dir`.
+fn write_certificates(dir: &Path) -> TlsFiles {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+
+    let now = time::OffsetDateTime::now_utc();
+    let (not_before, not_after) = (now - time::Duration::days(1), now + time::Duration::days(7));
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        (params.not_before, params.not_after) = (not_before, not_after);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+    };
+    let authority = ca("rollcall test CA");
+    let other = ca("rollcall unrelated test CA");
+
+    let mut params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    (params.not_before, params.not_after) = (not_before, not_after);
+    let key = KeyPair::generate().unwrap();
+    let certificate = params.signed_by(&key, &authority).unwrap();
+
+    let files = TlsFiles {
+        ca: dir.join("tls-ca.pem"),
+        certificate: dir.join("tls-server.pem"),
+        key: dir.join("tls-server.key"),
+        other_ca: dir.join("tls-other-ca.pem"),
+    };
+    std::fs::write(&files.ca, authority.pem()).unwrap();
+    std::fs::write(&files.certificate, certificate.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::write(&files.other_ca, other.pem()).unwrap();
+    files
+}
+
+/// [`spawn`] with TLS: plain LDAP (and StartTLS) and LDAPS, each on a port that is free now.
+fn spawn_tls(conf: &Path, log: &Path) -> (u16, u16, Child) {
+    // Both held at once, so they differ.
+    let listeners = [0, 1].map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap());
+    let [port, tls_port] = listeners.map(|l| l.local_addr().unwrap().port());
+    let child = Command::new(SLAPD)
+        .arg("-f")
+        .arg(conf)
+        .arg("-h")
+        .arg(format!(
+            "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+        ))
+        .args(["-d", "stats"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    (port, tls_port, child)
 }
 
 // --- The generated school ----------------------------------------------------------------------
@@ -2115,4 +2263,38 @@ fn renaming_a_person_named_by_uid_keeps_the_dn() {
     assert_eq!(entry.get("sn"), ["Smith-Brown"]);
     assert!(entry.get("displayName").is_empty());
     assert_eq!(slapd.highest_usn(), 0);
+}
+
+#[test]
+fn a_tls_server_answers_starttls_and_ldaps_with_a_certificate_from_its_ca() {
+    let Some((slapd, tls)) = Slapd::start_tls(&school_ldif(8).ldif) else {
+        return;
+    };
+    assert!(tls.ldaps_url.starts_with("ldaps://127.0.0.1:"));
+    assert_ne!(tls.ldaps_url.replace("ldaps", "ldap"), slapd.url);
+    // libldap's own client (GnuTLS), trusting only the file it is given.
+    let search = |url: &str, ca: &Path, starttls: bool| {
+        let mut command = Command::new("ldapsearch");
+        command
+            .env("LDAPTLS_CACERT", ca)
+            .env("LDAPTLS_REQCERT", "demand")
+            .args(["-x", "-LLL", "-H", url])
+            .args(["-D", &slapd.reader_dn, "-w", &slapd.reader_password])
+            .args(["-b", STUDENTS, "(uid=jsmith)", "1.1"]);
+        if starttls {
+            command.arg("-ZZ");
+        }
+        Search::new(command.output().unwrap())
+    };
+    for (url, starttls) in [(&slapd.url, true), (&tls.ldaps_url, false)] {
+        let found = search(url, &tls.ca_file, starttls);
+        assert_eq!(found.code, 0, "{url}: {}\n{}", found.stderr, slapd.log());
+        assert_eq!(found.entries.len(), 1, "{url}");
+        let refused = search(url, &tls.other_ca_file, starttls);
+        assert_ne!(refused.code, 0, "{url} with another CA");
+    }
+    assert!(slapd.log().contains("TLS established"), "{}", slapd.log());
+    // Plain LDAP still works on the first URL.
+    let plain = slapd.search_as_reader(&["(uid=jsmith)", "1.1"]);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
 }

@@ -1069,3 +1069,59 @@ async fn the_daemon_runs_a_source_on_its_schedule() {
     assert_eq!(accounts(&app).await.len(), 16);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn check_config_connect_says_a_certificate_it_cannot_trust_is_a_tls_problem() {
+    let Some((slapd, tls)) = Slapd::start_tls(&school_ldif(12).ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    // The source on `url` with `extra` lines in its table.
+    let check = |url: &str, extra: String| {
+        let source = source_toml(&slapd, &secrets, &extra).replace(
+            &format!("url = \"{}\"", slapd.url),
+            &format!("url = \"{url}\""),
+        );
+        let setup = Setup::with_config(|text| with_source(text, &source));
+        let output = setup.run(&["check-config", "--connect"]);
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let starttls =
+        |ca: &std::path::Path| format!("starttls = true\nca_file = \"{}\"", ca.display());
+
+    let (fine, stdout) = check(&slapd.url, starttls(&tls.other_ca_file));
+    assert!(!fine, "{stdout}");
+    let failed = format!(
+        "  FAILED: TLS with {} failed: invalid peer certificate: UnknownIssuer: the server's certificate is not signed by a CA in `ca_file` (or, without one, by a CA the system trusts)",
+        slapd.url
+    );
+    assert!(
+        stdout.lines().any(|line| line == failed),
+        "expected `{failed}` in:\n{stdout}"
+    );
+
+    let right = [
+        (slapd.url.as_str(), starttls(&tls.ca_file)),
+        (
+            tls.ldaps_url.as_str(),
+            format!("ca_file = \"{}\"", tls.ca_file.display()),
+        ),
+    ];
+    for (url, extra) in right {
+        let (fine, stdout) = check(url, extra);
+        assert!(fine, "{url}:\n{stdout}\n{}", slapd.log());
+        assert!(stdout.contains(&format!("({url}):\n")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("bound as {}", slapd.reader_dn)),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("students: 12 entries under {STUDENTS}")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(slapd.log().matches(" TLS established ").count(), 2);
+}
