@@ -159,6 +159,17 @@ impl Directory {
                 4 => Error::SizeLimit {
                     base: base.to_owned(),
                 },
+                // Active Directory refers a search for a base outside its domain elsewhere.
+                10 => Error::Other(format!(
+                    "the directory does not hold `{base}` and referred the search to {}; \
+                     rollcall does not follow referrals: use a base DN in this server's domain \
+                     (Active Directory: or the Global Catalog, port 3268)",
+                    if result.refs.is_empty() {
+                        "another server".to_owned()
+                    } else {
+                        result.refs.join(", ")
+                    }
+                )),
                 rc => Error::Other(describe(rc, &result.text)),
             },
             LdapError::Timeout { .. } => Error::Timeout {
@@ -401,6 +412,7 @@ fn describe(rc: u32, text: &str) -> String {
     let name = match rc {
         2 => "protocol error",
         4 => "size limit exceeded",
+        10 => "referral",
         32 => "no such object",
         34 => "invalid DN syntax",
         48 => "inappropriate authentication",

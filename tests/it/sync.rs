@@ -90,31 +90,20 @@ fn scope() -> Scope {
 
 /// The source's accounts by anchor (their externalId).
 pub async fn accounts(app: &TestApp) -> BTreeMap<String, Record> {
-    let users = app
-        .state
-        .provider
-        .store
-        .owned(&scope(), Kind::User)
-        .await
-        .unwrap();
-    users
-        .into_iter()
-        .map(|u| (text(&u, "/externalId").to_owned(), u))
-        .collect()
+    owned(app, Kind::User, "/externalId").await
 }
 
 /// The source's teaching groups by name.
 async fn groups(app: &TestApp) -> BTreeMap<String, Record> {
-    let groups = app
-        .state
-        .provider
-        .store
-        .owned(&scope(), Kind::Group)
-        .await
-        .unwrap();
-    groups
+    owned(app, Kind::Group, "/displayName").await
+}
+
+async fn owned(app: &TestApp, kind: Kind, key: &str) -> BTreeMap<String, Record> {
+    let store = &app.state.provider.store;
+    let records = store.owned(&scope(), kind).await.unwrap();
+    records
         .into_iter()
-        .map(|g| (text(&g, "/displayName").to_owned(), g))
+        .map(|r| (text(&r, key).to_owned(), r))
         .collect()
 }
 
