@@ -153,6 +153,23 @@ pub struct SyncChanges {
     pub entries: EntryChanges,
     /// The change marker to resume from, and whether this was a full run.
     pub cursor: Option<(String, bool)>,
+    /// `(anchor, digest)` of the entries this run applied.
+    pub digests: Vec<(String, String)>,
+    /// Anchors whose digests no longer hold (leavers, deleted accounts).
+    pub forget_digests: Vec<String>,
+}
+
+/// A user a source owns, without its document.
+#[derive(Debug, Clone)]
+pub struct OwnedUser {
+    pub id: String,
+    /// The directory anchor (`externalId`).
+    pub anchor: Option<String>,
+    pub user_name: String,
+    pub active: bool,
+    /// The school role (`student`, `tutor`).
+    pub role: Option<String>,
+    pub version: i64,
 }
 
 /// Changes to a source's DN → anchor map.

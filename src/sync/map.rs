@@ -57,6 +57,11 @@ pub struct Desired {
     pub unmapped_groups: HashSet<String>,
     /// Where the people read live: normalised DN → anchor, and `uid:<uid>` → anchor.
     pub locations: Vec<(String, String)>,
+    /// Anchors of people whose entries are exactly as last applied: nothing to build or
+    /// compare (they are not in `people`).
+    pub unchanged: HashSet<String>,
+    /// `(anchor, digest)` of the entries in `people`, to keep once applied.
+    pub digests: Vec<(String, String)>,
 }
 
 /// What one read of the directory returned.
@@ -142,13 +147,62 @@ fn text(entry: &Entry, attribute: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A digest of an entry as a person of `role` under the source's mapping rules: equal digests
+/// map to equal accounts. Attribute names are compared in lower case and values in any order.
+pub fn digest(source: &Source, role: Role, entry: &Entry) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    // The rules that turn an entry into a person: changing them changes every digest.
+    hash.update(
+        format!(
+            "{:?}\0{:?}\0{:?}\0{:?}\0{role:?}\0",
+            source.ldap.dialect, source.attributes, source.students, source.tutors
+        )
+        .as_bytes(),
+    );
+    hash.update(dn::normalise(&entry.dn).as_bytes());
+    let mut attributes: Vec<(String, Vec<&[u8]>)> = entry
+        .attrs
+        .iter()
+        .map(|(name, values)| {
+            (
+                name.to_ascii_lowercase(),
+                values.iter().map(|v| v.as_bytes()).collect(),
+            )
+        })
+        .chain(entry.bin_attrs.iter().map(|(name, values)| {
+            (
+                name.to_ascii_lowercase(),
+                values.iter().map(Vec::as_slice).collect(),
+            )
+        }))
+        .collect();
+    attributes.sort();
+    for (name, mut values) in attributes {
+        values.sort_unstable();
+        hash.update(b"\0\0");
+        hash.update(name.as_bytes());
+        for value in values {
+            hash.update(b"\0");
+            hash.update((value.len() as u64).to_le_bytes());
+            hash.update(value);
+        }
+    }
+    hash.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Maps what was read to what the source wants. `known` locates people not read this time
-/// (an incremental run): normalised DN or `uid:<uid>` → anchor.
+/// (an incremental run): normalised DN or `uid:<uid>` → anchor. `digests` are those of the
+/// entries last applied, by anchor: an entry whose digest is unchanged is only located.
 pub fn desired(
     school: &School,
     source: &Source,
     read: &Read,
     known: &HashMap<String, String>,
+    digests: &HashMap<String, String>,
 ) -> Desired {
     let mut out = Desired::default();
     // Normalised DN → anchor, and uid → anchor, for resolving group members.
@@ -172,7 +226,10 @@ pub fn desired(
                 });
                 continue;
             };
-            if out.people.contains_key(&anchor) || out.unmapped.contains(&anchor) {
+            if out.people.contains_key(&anchor)
+                || out.unmapped.contains(&anchor)
+                || out.unchanged.contains(&anchor)
+            {
                 out.skipped.push(Skipped {
                     dn: entry.dn.clone(),
                     reason: format!(
@@ -183,6 +240,22 @@ pub fn desired(
                 continue;
             }
             let a = &source.attributes;
+            let mut locate = |anchor: &str| {
+                by_dn.insert(dn::normalise(&entry.dn), anchor.to_owned());
+                let uid = text(entry, &a.uid);
+                if !uid.is_empty() {
+                    by_uid.insert(format!("uid:{}", uid.to_lowercase()), anchor.to_owned());
+                }
+                for group in entry.all("memberOf") {
+                    member_of.push((dn::normalise(group), anchor.to_owned()));
+                }
+            };
+            let digest = digest(source, role, entry);
+            if digests.get(&anchor) == Some(&digest) {
+                locate(&anchor);
+                out.unchanged.insert(anchor);
+                continue;
+            }
             let person = Person {
                 first_name: text(entry, &a.first_name),
                 surname: text(entry, &a.surname),
@@ -220,14 +293,8 @@ pub fn desired(
                     .is_none_or(|flags| flags & ACCOUNT_DISABLED == 0),
                 Dialect::Openldap => true,
             };
-            by_dn.insert(dn::normalise(&entry.dn), anchor.clone());
-            let uid = text(entry, &a.uid);
-            if !uid.is_empty() {
-                by_uid.insert(format!("uid:{}", uid.to_lowercase()), anchor.clone());
-            }
-            for group in entry.all("memberOf") {
-                member_of.push((dn::normalise(group), anchor.clone()));
-            }
+            locate(&anchor);
+            out.digests.push((anchor.clone(), digest));
             out.people.insert(
                 anchor.clone(),
                 Wanted {
@@ -552,7 +619,7 @@ flatten_nested = true
                 ),
             ]),
         };
-        let desired = desired(&school, source, &read, &HashMap::new());
+        let desired = desired(&school, source, &read, &HashMap::new(), &HashMap::new());
         assert!(desired.skipped.is_empty(), "{:?}", desired.skipped);
         let groups = desired.groups.unwrap();
         let names: Vec<&str> = groups.values().map(|g| g.name.as_str()).collect();
@@ -593,7 +660,7 @@ flatten_nested = true
                 &[("cn", "12C/La1"), ("businessCategory", "Latin")],
             )]),
         };
-        let desired = desired(&school, source, &read, &HashMap::new());
+        let desired = desired(&school, source, &read, &HashMap::new(), &HashMap::new());
         let reasons: Vec<(&str, &str)> = desired
             .skipped
             .iter()
@@ -653,12 +720,101 @@ flatten_nested = true
             tutors: Vec::new(),
             groups: Some(vec![group]),
         };
-        let desired = desired(&school, source, &read, &HashMap::new());
+        let desired = desired(&school, source, &read, &HashMap::new(), &HashMap::new());
         let ann = "04030201-0605-0807-090a-0b0c0d0e0f10";
         assert!(desired.people[ann].active);
         assert!(!desired.people["abababab-abab-abab-abab-abababababab"].active);
         // Membership from the person's memberOf when the group lists nobody.
         let groups = desired.groups.unwrap();
         assert_eq!(groups.values().next().unwrap().members, [ann]);
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn source(year_group: &str) -> Source {
+        let text = format!(
+            r#"[[schools]]
+id = "north"
+name = "North"
+[[schools.sources]]
+id = "d"
+kind = "ldap"
+url = "ldap://127.0.0.1"
+bind_dn = "cn=r"
+password_env = "P"
+[schools.sources.students]
+base = "ou=S,dc=x"
+year_group = "{year_group}"
+"#
+        );
+        let mut config = Config::parse(&text, std::path::Path::new("/")).unwrap();
+        config.schools.remove(0).sources.remove(0)
+    }
+
+    fn entry(dn: &str, attrs: &[(&str, &[&str])]) -> Entry {
+        Entry {
+            dn: dn.into(),
+            attrs: attrs
+                .iter()
+                .map(|(name, values)| {
+                    (
+                        (*name).to_owned(),
+                        values.iter().map(|v| (*v).to_owned()).collect(),
+                    )
+                })
+                .collect(),
+            bin_attrs: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn equal_entries_have_equal_digests_and_any_change_shows() {
+        let rules = source("departmentNumber");
+        let one = entry(
+            "uid=ann,ou=S,dc=x",
+            &[
+                ("sn", &["Lee"]),
+                ("mail", &["a@x.example", "ann@x.example"]),
+            ],
+        );
+        // Attribute names in another case, values in another order, the DN spelled otherwise.
+        let same = entry(
+            "UID=ann, OU=S,DC=x",
+            &[
+                ("SN", &["Lee"]),
+                ("Mail", &["ann@x.example", "a@x.example"]),
+            ],
+        );
+        let digest_of = |source: &Source, role, entry: &Entry| digest(source, role, entry);
+        let base = digest_of(&rules, Role::Student, &one);
+        assert_eq!(base.len(), 32);
+        assert_eq!(digest_of(&rules, Role::Student, &same), base);
+        let renamed = entry(
+            "uid=ann,ou=S,dc=x",
+            &[
+                ("sn", &["Leigh"]),
+                ("mail", &["a@x.example", "ann@x.example"]),
+            ],
+        );
+        assert_ne!(digest_of(&rules, Role::Student, &renamed), base);
+        // A value moved from one attribute to another is a change.
+        let moved = entry(
+            "uid=ann,ou=S,dc=x",
+            &[
+                ("sn", &["Lee", "a@x.example"]),
+                ("mail", &["ann@x.example"]),
+            ],
+        );
+        assert_ne!(digest_of(&rules, Role::Student, &moved), base);
+        assert_ne!(digest_of(&rules, Role::Tutor, &one), base, "another role");
+        assert_ne!(
+            digest_of(&source("employeeType"), Role::Student, &one),
+            base,
+            "other rules"
+        );
     }
 }

@@ -336,7 +336,8 @@ fn changed_since(incremental: &Incremental, marker: &str) -> String {
 async fn stored(provider: &Provider, scope: &Scope) -> Result<Stored, Error> {
     let store = &provider.store;
     Ok(Stored {
-        users: store.owned(scope, Kind::User).await?,
+        users: store.owned_users(scope).await?,
+        records: HashMap::new(),
         groups: store.owned(scope, Kind::Group).await?,
         leavers: store.leavers(scope).await?.into_iter().collect(),
         others_group_names: store
@@ -442,7 +443,26 @@ async fn run_locked(
     let known: HashMap<String, String> =
         provider.store.entry_map(scope).await?.into_iter().collect();
     let located = if full { &HashMap::new() } else { &known };
-    let desired = map::desired(school, source, &read, located);
+    // Only for accounts that exist: an entry whose account is gone is compared in full.
+    let accounts: HashSet<&str> = stored
+        .users
+        .iter()
+        .filter_map(|u| u.anchor.as_deref())
+        .collect();
+    let digests: HashMap<String, String> = provider
+        .store
+        .digests(scope)
+        .await?
+        .into_iter()
+        .filter(|(anchor, _)| accounts.contains(anchor.as_str()))
+        .collect();
+    drop(accounts);
+    let desired = map::desired(school, source, &read, located, &digests);
+    drop(digests);
+    let mut stored = stored;
+    let load = stored.to_load(&desired, !full);
+    let records = provider.store.owned_users_by_id(scope, &load).await?;
+    stored.records = records.into_iter().map(|r| (r.id.clone(), r)).collect();
     let mut reconciled = plan::reconcile(provider, school, source, &desired, &stored, !full, now)?;
     let marker = source
         .incremental
@@ -450,6 +470,7 @@ async fn run_locked(
         .and_then(|incremental| highest_marker(incremental, &read));
     drop(read);
     reconciled.changes.entries = entry_changes(&known, desired.locations, full);
+    reconciled.changes.digests = desired.digests;
     // Written when it moved, and after every full run (which restarts the period).
     let previous = cursor.map(|cursor| cursor.marker);
     reconciled.changes.cursor = match marker.or(previous.clone()) {

@@ -15,13 +15,15 @@ use super::map::{Desired, Skipped};
 use crate::config::{School, Source};
 use crate::provider::Provider;
 use crate::roster::{self, Error};
-use crate::scim::schema::SCHOOL_USER;
-use crate::store::{NewRecord, Record, SyncChanges};
+use crate::store::{NewRecord, OwnedUser, Record, SyncChanges};
 
 /// What the store holds for a source.
 #[derive(Debug, Clone, Default)]
 pub struct Stored {
-    pub users: Vec<Record>,
+    /// Every account the source owns, without documents.
+    pub users: Vec<OwnedUser>,
+    /// The documents of the accounts this run may change (see [`Stored::to_load`]), by id.
+    pub records: HashMap<String, Record>,
     pub groups: Vec<Record>,
     /// Account id → when it left the directory.
     pub leavers: HashMap<String, OffsetDateTime>,
@@ -32,15 +34,34 @@ pub struct Stored {
 impl Stored {
     /// Active accounts the source owns.
     pub fn active_users(&self) -> usize {
-        self.users.iter().filter(|u| is_active(&u.data)).count()
+        self.users.iter().filter(|u| u.active).count()
     }
 
     /// Active accounts with a role (`student`, `tutor`).
     pub fn active_with_role(&self, role: roster::Role) -> usize {
         self.users
             .iter()
-            .filter(|u| is_active(&u.data) && role_of(&u.data) == Some(role))
+            .filter(|u| u.active && u.role.as_deref().and_then(roster::Role::parse) == Some(role))
             .count()
+    }
+
+    /// The accounts whose documents a plan needs: those whose entries changed, and those no
+    /// longer in the directory (`partial`: only the former). Unchanged ones need none.
+    pub fn to_load<'a>(&'a self, desired: &Desired, partial: bool) -> Vec<&'a str> {
+        self.users
+            .iter()
+            .filter(|user| {
+                let Some(anchor) = user.anchor.as_deref() else {
+                    return false;
+                };
+                desired.people.contains_key(anchor)
+                    || (!partial
+                        && user.active
+                        && !desired.unchanged.contains(anchor)
+                        && !desired.unmapped.contains(anchor))
+            })
+            .map(|user| user.id.as_str())
+            .collect()
     }
 }
 
@@ -147,16 +168,20 @@ pub fn reconcile(
     let mut ids: HashMap<&str, String> = HashMap::new();
     let mut seen: HashSet<&str> = HashSet::new();
     for user in &stored.users {
-        let Some(anchor) = user.data.get("externalId").and_then(Value::as_str) else {
+        let Some(anchor) = user.anchor.as_deref() else {
             continue;
         };
         seen.insert(anchor);
-        let user_name = text(&user.data, "userName");
-        let was_active = is_active(&user.data);
         let change = |details| Change {
             id: Some(user.id.clone()),
-            name: user_name.to_owned(),
+            name: user.user_name.clone(),
             details,
+        };
+        // The document, loaded for the accounts a plan may change (`Stored::to_load`).
+        let document = || {
+            stored.records.get(&user.id).ok_or_else(|| {
+                Error::Internal(format!("account {} was not loaded for the plan", user.id))
+            })
         };
         match desired.people.get(anchor) {
             Some(wanted) => {
@@ -164,18 +189,19 @@ pub fn reconcile(
                 if stored.leavers.contains_key(&user.id) {
                     out.changes.returned.push(user.id.clone());
                 }
+                let stored_record = document()?;
                 let record = provider.person_record(
                     school,
                     &wanted.person,
-                    user_name,
+                    &user.user_name,
                     Some(anchor),
                     wanted.active,
                 )?;
-                if record.data == user.data {
+                if record.data == stored_record.data {
                     continue;
                 }
-                let details = differences(&user.data, &record.data);
-                match (was_active, wanted.active) {
+                let details = differences(&stored_record.data, &record.data);
+                match (user.active, wanted.active) {
                     (false, true) => out.plan.enable.push(change(details)),
                     (true, false) => out
                         .plan
@@ -187,18 +213,23 @@ pub fn reconcile(
                     .replace_users
                     .push((user.id.clone(), user.version, record));
             }
-            None if partial || desired.unmapped.contains(anchor) => {
-                // Unchanged (an incremental run), or in the directory but not mappable this
-                // time (reported): left alone.
+            None if partial
+                || desired.unchanged.contains(anchor)
+                || desired.unmapped.contains(anchor) =>
+            {
+                // Unchanged (its entry is as last applied, or an incremental run did not read
+                // it), or in the directory but not mappable this time (reported): left alone.
                 ids.insert(anchor, user.id.clone());
             }
-            None if was_active => {
-                let mut data = user.data.clone();
+            None if user.active => {
+                let mut data = document()?.data.clone();
                 data.insert("active".into(), false.into());
                 out.plan
                     .disable
                     .push(change(vec!["no longer in the directory".into()]));
                 out.changes.left.push(user.id.clone());
+                // Should it come back, its entry is compared in full.
+                out.changes.forget_digests.push(anchor.to_owned());
                 out.changes
                     .replace_users
                     .push((user.id.clone(), user.version, same_record(data)));
@@ -210,6 +241,7 @@ pub fn reconcile(
                         "left more than {} days ago",
                         source.retention_days
                     )]));
+                    out.changes.forget_digests.push(anchor.to_owned());
                     out.changes
                         .delete_users
                         .push((user.id.clone(), user.version));
@@ -242,7 +274,7 @@ pub fn reconcile(
     let names_by_id: HashMap<&str, &str> = stored
         .users
         .iter()
-        .map(|u| (u.id.as_str(), text(&u.data, "userName")))
+        .map(|u| (u.id.as_str(), u.user_name.as_str()))
         .collect();
     let mut kept: HashSet<&str> = HashSet::new();
     let stored_groups: HashMap<&str, &Record> = stored
@@ -363,17 +395,6 @@ fn same_record(data: Map<String, Value>) -> NewRecord {
         slip: None,
         user_name: Default::default(),
     }
-}
-
-fn is_active(data: &Map<String, Value>) -> bool {
-    data.get("active").and_then(Value::as_bool).unwrap_or(true)
-}
-
-fn role_of(data: &Map<String, Value>) -> Option<roster::Role> {
-    data.get(SCHOOL_USER)?
-        .get("role")?
-        .as_str()
-        .and_then(roster::Role::parse)
 }
 
 fn text<'a>(data: &'a Map<String, Value>, name: &str) -> &'a str {

@@ -1114,3 +1114,32 @@ async fn check_config_connect_says_a_certificate_it_cannot_trust_is_a_tls_proble
     }
     assert_eq!(slapd.log().matches(" TLS established ").count(), 2);
 }
+
+#[tokio::test]
+async fn unchanged_entries_are_skipped_until_the_mapping_rules_change() {
+    let directory = school_ldif(30);
+    let Some(slapd) = Slapd::start(&directory.ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let source = source_toml(&slapd, &secrets, "passwords = false");
+    let setup = Setup::with_config(|text| with_source(text, &source));
+    let sync = |args: &[&str]| {
+        let mut all = vec!["sync", SOURCE, "--school", "north", "--json"];
+        all.extend(args);
+        let report: Value = serde_json::from_str(&setup.ok(&all)).unwrap();
+        report["counts"].clone()
+    };
+    assert_eq!(sync(&[])["create"], 36);
+    assert_eq!(sync(&["--full"])["update"], 0);
+    // The same entries, read by other rules: every student's year group goes.
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    std::fs::write(
+        &setup.config,
+        text.replace("year_group = \"departmentNumber\"\n", ""),
+    )
+    .unwrap();
+    let counts = sync(&["--full"]);
+    assert_eq!(counts["update"], 30, "{counts}");
+    assert_eq!(sync(&["--full"])["update"], 0);
+}

@@ -9,7 +9,7 @@ use super::{
     parse_time, record_from_row, replace, table,
 };
 use crate::scim::schema::Kind;
-use crate::store::{Cursor, NewRecord, Record, SyncChanges, SyncRun};
+use crate::store::{Cursor, NewRecord, OwnedUser, Record, SyncChanges, SyncRun};
 
 impl Store {
     /// Every user or group the scope's source owns, active or not: groups with their members,
@@ -30,6 +30,65 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(record_from_row).collect()
+    }
+
+    /// Every user the scope's source owns, active or not, without its document: one light
+    /// query however many there are.
+    pub async fn owned_users(&self, scope: &Scope) -> Result<Vec<OwnedUser>> {
+        let rows: Vec<(String, Option<String>, String, bool, Option<String>, i64)> =
+            sqlx::query_as(
+                "SELECT id, external_id, user_name, active, \
+                 json_extract(data, '$.\"urn:rollcall:params:scim:schemas:extension:school:2.0:User\".role'), \
+                 version FROM users WHERE school_id = ?1 AND source = ?2 ORDER BY id",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, anchor, user_name, active, role, version)| OwnedUser {
+                id,
+                anchor,
+                user_name,
+                active,
+                role,
+                version,
+            })
+            .collect())
+    }
+
+    /// The source's users with these ids, with their documents (not their groups).
+    pub async fn owned_users_by_id(&self, scope: &Scope, ids: &[&str]) -> Result<Vec<Record>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::CHUNK) {
+            let list = serde_json::Value::from_iter(chunk.iter().copied()).to_string();
+            let rows = sqlx::query(
+                "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, \
+                 NULL AS links FROM users r WHERE r.school_id = ?1 AND r.source = ?2 \
+                 AND r.id IN (SELECT value FROM json_each(?3))",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(list)
+            .fetch_all(&self.pool)
+            .await?;
+            for row in &rows {
+                out.push(record_from_row(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The digests of the entries the source last applied, by anchor.
+    pub async fn digests(&self, scope: &Scope) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT anchor, digest FROM sync_digests WHERE school_id = ?1 AND source = ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// The names (lower-cased) of the school's groups that another source owns.
@@ -148,6 +207,31 @@ impl Store {
             });
             insert.push(
                 " ON CONFLICT (school_id, source, dn_key) DO UPDATE SET anchor = excluded.anchor",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        for anchor in &changes.forget_digests {
+            sqlx::query(
+                "DELETE FROM sync_digests WHERE school_id = ?1 AND source = ?2 AND anchor = ?3",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(anchor)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in changes.digests.chunks(super::CHUNK) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO sync_digests (school_id, source, anchor, digest) ",
+            );
+            insert.push_values(chunk, |mut row, (anchor, digest)| {
+                row.push_bind(&scope.school_id)
+                    .push_bind(&scope.source)
+                    .push_bind(anchor)
+                    .push_bind(digest);
+            });
+            insert.push(
+                " ON CONFLICT (school_id, source, anchor) DO UPDATE SET digest = excluded.digest",
             );
             insert.build().execute(&mut *tx).await?;
         }
