@@ -22,6 +22,10 @@
 //! its groups (with a pending slip per account when passwords are on), and each resync
 //! planned nothing.
 
+/// The daemon's allocator (see `src/main.rs`), so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;

@@ -1,6 +1,12 @@
 //! The `rollcall` command: parse the command line, set up logging, load the configuration,
 //! and hand over to the library.
 
+/// mimalloc rather than the system allocator: a directory sync builds and frees a whole
+/// directory's entries each run, and with glibc's malloc the no-change resync of 10,000
+/// students spent a third of its time allocating and freeing (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;

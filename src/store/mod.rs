@@ -149,14 +149,24 @@ pub struct SyncChanges {
     pub left: Vec<String>,
     /// Accounts back in the directory.
     pub returned: Vec<String>,
-    /// Where the people read live (normalised DN → anchor).
-    pub entries: EntryChanges,
+    /// The people whose entries this run applied: where they live and their digests.
+    pub entries: Vec<SyncEntry>,
+    /// Anchors whose entries no longer hold (leavers, deleted accounts).
+    pub forget_entries: Vec<String>,
     /// The change marker to resume from, and whether this was a full run.
     pub cursor: Option<(String, bool)>,
-    /// `(anchor, digest)` of the entries this run applied.
-    pub digests: Vec<(String, String)>,
-    /// Anchors whose digests no longer hold (leavers, deleted accounts).
-    pub forget_digests: Vec<String>,
+}
+
+/// A person's directory entry as a source last applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncEntry {
+    pub anchor: String,
+    /// The normalised DN.
+    pub dn: String,
+    /// The lower-cased uid, for posixGroup members.
+    pub uid: Option<String>,
+    /// See [`crate::sync::map::digest`].
+    pub digest: String,
 }
 
 /// A user a source owns, without its document.
@@ -167,9 +177,9 @@ pub struct OwnedUser {
     pub anchor: Option<String>,
     pub user_name: String,
     pub active: bool,
-    /// The school role (`student`, `tutor`).
-    pub role: Option<String>,
     pub version: i64,
+    /// The digest of its entry as last applied.
+    pub digest: Option<String>,
 }
 
 /// Changes to a source's DN → anchor map.

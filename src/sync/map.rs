@@ -12,6 +12,7 @@ use super::dn;
 use super::ldap::{ACCOUNT_DISABLED, Entry, guid_text};
 use crate::config::{Dialect, School, Source};
 use crate::roster::{Person, Role};
+use crate::store::SyncEntry;
 
 /// A person the directory holds, as the school's account should be.
 #[derive(Debug, Clone)]
@@ -55,13 +56,11 @@ pub struct Desired {
     pub unmapped: HashSet<String>,
     /// Likewise for teaching groups: kept as they are.
     pub unmapped_groups: HashSet<String>,
-    /// Where the people read live: normalised DN → anchor, and `uid:<uid>` → anchor.
-    pub locations: Vec<(String, String)>,
     /// Anchors of people whose entries are exactly as last applied: nothing to build or
     /// compare (they are not in `people`).
     pub unchanged: HashSet<String>,
-    /// `(anchor, digest)` of the entries in `people`, to keep once applied.
-    pub digests: Vec<(String, String)>,
+    /// The entries of the people in `people`, to keep once applied.
+    pub entries: Vec<SyncEntry>,
 }
 
 /// What one read of the directory returned.
@@ -147,51 +146,94 @@ fn text(entry: &Entry, attribute: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A digest of an entry as a person of `role` under the source's mapping rules: equal digests
+/// The rules that turn an entry into a person: part of every digest, so that changing them
+/// changes every digest.
+pub fn rules(source: &Source) -> String {
+    format!(
+        "{:?}\0{:?}\0{:?}\0{:?}",
+        source.ldap.dialect, source.attributes, source.students, source.tutors
+    )
+}
+
+/// A digest of an entry (`dn` normalised) as a person of `role` under `rules`: equal digests
 /// map to equal accounts. Attribute names are compared in lower case and values in any order.
-pub fn digest(source: &Source, role: Role, entry: &Entry) -> String {
+pub fn digest(rules: &str, role: Role, dn: &str, entry: &Entry) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    // The rules that turn an entry into a person: changing them changes every digest.
-    hash.update(
-        format!(
-            "{:?}\0{:?}\0{:?}\0{:?}\0{role:?}\0",
-            source.ldap.dialect, source.attributes, source.students, source.tutors
-        )
-        .as_bytes(),
-    );
-    hash.update(dn::normalise(&entry.dn).as_bytes());
-    let mut attributes: Vec<(String, Vec<&[u8]>)> = entry
+    hash.update(rules.as_bytes());
+    hash.update(match role {
+        Role::Student => b"\0student\0".as_slice(),
+        Role::Tutor => b"\0tutor\0".as_slice(),
+    });
+    hash.update(dn.as_bytes());
+    let mut attributes: Vec<(&str, Vec<&[u8]>)> = entry
         .attrs
         .iter()
-        .map(|(name, values)| {
-            (
-                name.to_ascii_lowercase(),
-                values.iter().map(|v| v.as_bytes()).collect(),
-            )
-        })
-        .chain(entry.bin_attrs.iter().map(|(name, values)| {
-            (
-                name.to_ascii_lowercase(),
-                values.iter().map(Vec::as_slice).collect(),
-            )
-        }))
+        .map(|(name, values)| (name.as_str(), values.iter().map(|v| v.as_bytes()).collect()))
+        .chain(
+            entry
+                .bin_attrs
+                .iter()
+                .map(|(name, values)| (name.as_str(), values.iter().map(Vec::as_slice).collect())),
+        )
         .collect();
-    attributes.sort();
+    fn lower(name: &str) -> impl Iterator<Item = u8> + '_ {
+        name.bytes().map(|b| b.to_ascii_lowercase())
+    }
+    attributes.sort_by(|(a, _), (b, _)| lower(a).cmp(lower(b)));
     for (name, mut values) in attributes {
         values.sort_unstable();
         hash.update(b"\0\0");
-        hash.update(name.as_bytes());
+        for byte in lower(name) {
+            hash.update([byte]);
+        }
         for value in values {
             hash.update(b"\0");
             hash.update((value.len() as u64).to_le_bytes());
             hash.update(value);
         }
     }
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(32);
+    for byte in &hash.finalize()[..16] {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+/// Each entry's normalised DN and digest, computed on every core.
+fn keys(rules: &str, role: Role, entries: &[Entry]) -> Vec<(String, String)> {
+    let key = |entry: &Entry| {
+        let dn = dn::normalise(&entry.dn);
+        let digest = digest(rules, role, &dn, entry);
+        (dn, digest)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 || entries.len() < 1000 {
+        return entries.iter().map(key).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| {
+                (
+                    part,
+                    scope.spawn(move || part.iter().map(key).collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        parts
+            .into_iter()
+            // A thread that failed (it cannot, short of running out of memory) leaves its part
+            // to this one: every entry gets its key, in order.
+            .flat_map(|(part, keys)| {
+                keys.join()
+                    .unwrap_or_else(|_| part.iter().map(key).collect())
+            })
+            .collect()
+    })
 }
 
 /// Maps what was read to what the source wants. `known` locates people not read this time
@@ -202,9 +244,10 @@ pub fn desired(
     source: &Source,
     read: &Read,
     known: &HashMap<String, String>,
-    digests: &HashMap<String, String>,
+    digests: &HashMap<&str, &str>,
 ) -> Desired {
     let mut out = Desired::default();
+    let rules = rules(source);
     // Normalised DN → anchor, and uid → anchor, for resolving group members.
     let mut by_dn: HashMap<String, String> = HashMap::new();
     let mut by_uid: HashMap<String, String> = HashMap::new();
@@ -215,7 +258,9 @@ pub fn desired(
     ];
     for (role, entries, people) in searches {
         let Some(people) = people else { continue };
-        for entry in entries {
+        // Normalising and hashing every entry is most of the work: on every core at once.
+        let keyed = keys(&rules, role, entries);
+        for (entry, (dn, digest)) in entries.iter().zip(keyed) {
             let Some(anchor) = anchor(source, entry) else {
                 out.skipped.push(Skipped {
                     dn: entry.dn.clone(),
@@ -240,18 +285,17 @@ pub fn desired(
                 continue;
             }
             let a = &source.attributes;
+            let uid = Some(text(entry, &a.uid).to_lowercase()).filter(|uid| !uid.is_empty());
             let mut locate = |anchor: &str| {
-                by_dn.insert(dn::normalise(&entry.dn), anchor.to_owned());
-                let uid = text(entry, &a.uid);
-                if !uid.is_empty() {
-                    by_uid.insert(format!("uid:{}", uid.to_lowercase()), anchor.to_owned());
+                by_dn.insert(dn.clone(), anchor.to_owned());
+                if let Some(uid) = &uid {
+                    by_uid.insert(format!("uid:{uid}"), anchor.to_owned());
                 }
                 for group in entry.all("memberOf") {
                     member_of.push((dn::normalise(group), anchor.to_owned()));
                 }
             };
-            let digest = digest(source, role, entry);
-            if digests.get(&anchor) == Some(&digest) {
+            if digests.get(anchor.as_str()) == Some(&digest.as_str()) {
                 locate(&anchor);
                 out.unchanged.insert(anchor);
                 continue;
@@ -294,7 +338,12 @@ pub fn desired(
                 Dialect::Openldap => true,
             };
             locate(&anchor);
-            out.digests.push((anchor.clone(), digest));
+            out.entries.push(SyncEntry {
+                anchor: anchor.clone(),
+                dn,
+                uid,
+                digest,
+            });
             out.people.insert(
                 anchor.clone(),
                 Wanted {
@@ -323,7 +372,6 @@ pub fn desired(
             &mut out.unmapped_groups,
         ));
     }
-    out.locations = by_dn.into_iter().chain(by_uid).collect();
     out
 }
 
@@ -773,7 +821,7 @@ year_group = "{year_group}"
 
     #[test]
     fn equal_entries_have_equal_digests_and_any_change_shows() {
-        let rules = source("departmentNumber");
+        let mapping = source("departmentNumber");
         let one = entry(
             "uid=ann,ou=S,dc=x",
             &[
@@ -789,10 +837,12 @@ year_group = "{year_group}"
                 ("Mail", &["ann@x.example", "a@x.example"]),
             ],
         );
-        let digest_of = |source: &Source, role, entry: &Entry| digest(source, role, entry);
-        let base = digest_of(&rules, Role::Student, &one);
+        let digest_of = |source: &Source, role, entry: &Entry| {
+            digest(&rules(source), role, &dn::normalise(&entry.dn), entry)
+        };
+        let base = digest_of(&mapping, Role::Student, &one);
         assert_eq!(base.len(), 32);
-        assert_eq!(digest_of(&rules, Role::Student, &same), base);
+        assert_eq!(digest_of(&mapping, Role::Student, &same), base);
         let renamed = entry(
             "uid=ann,ou=S,dc=x",
             &[
@@ -800,7 +850,7 @@ year_group = "{year_group}"
                 ("mail", &["a@x.example", "ann@x.example"]),
             ],
         );
-        assert_ne!(digest_of(&rules, Role::Student, &renamed), base);
+        assert_ne!(digest_of(&mapping, Role::Student, &renamed), base);
         // A value moved from one attribute to another is a change.
         let moved = entry(
             "uid=ann,ou=S,dc=x",
@@ -809,8 +859,8 @@ year_group = "{year_group}"
                 ("mail", &["ann@x.example"]),
             ],
         );
-        assert_ne!(digest_of(&rules, Role::Student, &moved), base);
-        assert_ne!(digest_of(&rules, Role::Tutor, &one), base, "another role");
+        assert_ne!(digest_of(&mapping, Role::Student, &moved), base);
+        assert_ne!(digest_of(&mapping, Role::Tutor, &one), base, "another role");
         assert_ne!(
             digest_of(&source("employeeType"), Role::Student, &one),
             base,

@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use crate::config::{Incremental, School, Source};
 use crate::credentials;
 use crate::provider::Provider;
-use crate::roster::{self, Role};
+use crate::roster;
 use crate::scim::schema::Kind;
 use crate::store::{self, Actor, Scope, Stamp, SyncRun};
 use map::Read;
@@ -215,6 +215,11 @@ pub async fn run(
     result
 }
 
+/// Frees a large value (a whole directory's entries) on the blocking pool, off the run's path.
+fn drop_later<T: Send + 'static>(value: T) {
+    tokio::task::spawn_blocking(move || drop(value));
+}
+
 /// Stops a task when dropped, also when the run holding it is cancelled.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -350,22 +355,34 @@ async fn stored(provider: &Provider, scope: &Scope) -> Result<Stored, Error> {
 
 /// A search that returned nothing where the source has accounts is an error, not "everyone
 /// left".
-fn refuse_empty(source: &Source, read: &Read, stored: &Stored) -> Result<(), Error> {
-    let students = stored.active_with_role(Role::Student);
-    if read.students.is_empty() && students > 0 {
-        return Err(Error::EmptySearch {
-            what: "students",
-            base: source.students.base.clone(),
-            owned: students,
-        });
-    }
-    if let Some(tutors) = &source.tutors {
-        let owned = stored.active_with_role(Role::Tutor);
-        if read.tutors.is_empty() && owned > 0 {
+async fn refuse_empty(
+    provider: &Provider,
+    scope: &Scope,
+    source: &Source,
+    read: &Read,
+    stored: &Stored,
+) -> Result<(), Error> {
+    let mut searches = vec![(
+        "students",
+        Some(&source.students.base),
+        read.students.is_empty(),
+    )];
+    searches.push((
+        "tutors",
+        source.tutors.as_ref().map(|t| &t.base),
+        read.tutors.is_empty(),
+    ));
+    for (what, base, empty) in searches {
+        let (Some(base), true) = (base, empty) else {
+            continue;
+        };
+        let role = what.trim_end_matches('s');
+        let owned = provider.store.count_active(scope, role).await?;
+        if owned > 0 {
             return Err(Error::EmptySearch {
-                what: "tutors",
-                base: tutors.base.clone(),
-                owned,
+                what,
+                base: base.clone(),
+                owned: usize::try_from(owned).unwrap_or(usize::MAX),
             });
         }
     }
@@ -436,30 +453,30 @@ async fn run_locked(
         "read {} students, {} tutors, {} groups",
         counts.students, counts.tutors, counts.groups
     ));
-    let stored = stored(provider, scope).await?;
+    let mut stored = stored(provider, scope).await?;
     if full {
-        refuse_empty(source, &read, &stored)?;
+        refuse_empty(provider, scope, source, &read, &stored).await?;
     }
-    let known: HashMap<String, String> =
-        provider.store.entry_map(scope).await?.into_iter().collect();
-    let located = if full { &HashMap::new() } else { &known };
-    // Only for accounts that exist: an entry whose account is gone is compared in full.
-    let accounts: HashSet<&str> = stored
+    // An incremental run resolves group members it did not read where they were last seen.
+    let known: HashMap<String, String> = if full {
+        HashMap::new()
+    } else {
+        provider
+            .store
+            .entry_locations(scope)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    // Digests of existing accounts only: an entry whose account is gone is compared in full.
+    let digests: HashMap<&str, &str> = stored
         .users
         .iter()
-        .filter_map(|u| u.anchor.as_deref())
+        .filter_map(|u| Some((u.anchor.as_deref()?, u.digest.as_deref()?)))
         .collect();
-    let digests: HashMap<String, String> = provider
-        .store
-        .digests(scope)
-        .await?
-        .into_iter()
-        .filter(|(anchor, _)| accounts.contains(anchor.as_str()))
-        .collect();
-    drop(accounts);
-    let desired = map::desired(school, source, &read, located, &digests);
+    let mut desired = map::desired(school, source, &read, &known, &digests);
     drop(digests);
-    let mut stored = stored;
+    drop_later(known);
     let load = stored.to_load(&desired, !full);
     let records = provider.store.owned_users_by_id(scope, &load).await?;
     stored.records = records.into_iter().map(|r| (r.id.clone(), r)).collect();
@@ -468,9 +485,10 @@ async fn run_locked(
         .incremental
         .as_ref()
         .and_then(|incremental| highest_marker(incremental, &read));
-    drop(read);
-    reconciled.changes.entries = entry_changes(&known, desired.locations, full);
-    reconciled.changes.digests = desired.digests;
+    drop_later(read);
+    reconciled.changes.entries = std::mem::take(&mut desired.entries);
+    let active = stored.active_users();
+    drop_later((desired, stored));
     // Written when it moved, and after every full run (which restarts the period).
     let previous = cursor.map(|cursor| cursor.marker);
     reconciled.changes.cursor = match marker.or(previous.clone()) {
@@ -495,7 +513,7 @@ async fn run_locked(
     match mode {
         Mode::DryRun => return finish(report, reconciled.plan),
         Mode::Apply | Mode::Full => {
-            if let Some(reason) = threshold(source, &reconciled.plan, stored.active_users()) {
+            if let Some(reason) = threshold(source, &reconciled.plan, active) {
                 hold(provider, scope, &reconciled.plan, &reason, now).await?;
                 report.outcome = Outcome::Held;
                 report.held_because = Some(reason);
@@ -527,9 +545,7 @@ async fn run_locked(
         }
     }
     let changes = &reconciled.changes;
-    let bookkeeping = !changes.entries.upsert.is_empty()
-        || !changes.entries.delete.is_empty()
-        || changes.cursor.is_some();
+    let bookkeeping = !changes.entries.is_empty() || changes.cursor.is_some();
     if !reconciled.plan.is_empty() || bookkeeping {
         if source.passwords {
             issue_passwords(provider, school, &mut reconciled.changes, progress).await?;
@@ -556,28 +572,6 @@ async fn run_locked(
     }
     report.outcome = Outcome::Applied;
     finish(report, reconciled.plan)
-}
-
-/// How the DN map changes: what was read replaces what was known (all of it, on a full run).
-fn entry_changes(
-    known: &HashMap<String, String>,
-    read: Vec<(String, String)>,
-    full: bool,
-) -> store::EntryChanges {
-    let mut changes = store::EntryChanges::default();
-    if full {
-        let read: HashSet<&str> = read.iter().map(|(key, _)| key.as_str()).collect();
-        changes.delete = known
-            .keys()
-            .filter(|key| !read.contains(key.as_str()))
-            .cloned()
-            .collect();
-    }
-    changes.upsert = read
-        .into_iter()
-        .filter(|(key, anchor)| known.get(key) != Some(anchor))
-        .collect();
-    changes
 }
 
 async fn hold(

@@ -37,14 +37,6 @@ impl Stored {
         self.users.iter().filter(|u| u.active).count()
     }
 
-    /// Active accounts with a role (`student`, `tutor`).
-    pub fn active_with_role(&self, role: roster::Role) -> usize {
-        self.users
-            .iter()
-            .filter(|u| u.active && u.role.as_deref().and_then(roster::Role::parse) == Some(role))
-            .count()
-    }
-
     /// The accounts whose documents a plan needs: those whose entries changed, and those no
     /// longer in the directory (`partial`: only the former). Unchanged ones need none.
     pub fn to_load<'a>(&'a self, desired: &Desired, partial: bool) -> Vec<&'a str> {
@@ -229,7 +221,7 @@ pub fn reconcile(
                     .push(change(vec!["no longer in the directory".into()]));
                 out.changes.left.push(user.id.clone());
                 // Should it come back, its entry is compared in full.
-                out.changes.forget_digests.push(anchor.to_owned());
+                out.changes.forget_entries.push(anchor.to_owned());
                 out.changes
                     .replace_users
                     .push((user.id.clone(), user.version, same_record(data)));
@@ -241,7 +233,7 @@ pub fn reconcile(
                         "left more than {} days ago",
                         source.retention_days
                     )]));
-                    out.changes.forget_digests.push(anchor.to_owned());
+                    out.changes.forget_entries.push(anchor.to_owned());
                     out.changes
                         .delete_users
                         .push((user.id.clone(), user.version));

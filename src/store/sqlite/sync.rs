@@ -5,7 +5,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::{
-    Result, Scope, Stamp, Store, delete, format_time, insert, insert_users, links_column,
+    Error, Result, Scope, Stamp, Store, delete, format_time, insert, insert_users, links_column,
     parse_time, record_from_row, replace, table,
 };
 use crate::scim::schema::Kind;
@@ -32,30 +32,51 @@ impl Store {
         rows.iter().map(record_from_row).collect()
     }
 
-    /// Every user the scope's source owns, active or not, without its document: one light
-    /// query however many there are.
+    /// Every user the scope's source owns, active or not, without its document but with its
+    /// entry's digest. One row of JSON: a school's accounts cost one round trip, not one each.
     pub async fn owned_users(&self, scope: &Scope) -> Result<Vec<OwnedUser>> {
-        let rows: Vec<(String, Option<String>, String, bool, Option<String>, i64)> =
-            sqlx::query_as(
-                "SELECT id, external_id, user_name, active, \
-                 json_extract(data, '$.\"urn:rollcall:params:scim:schemas:extension:school:2.0:User\".role'), \
-                 version FROM users WHERE school_id = ?1 AND source = ?2 ORDER BY id",
-            )
-            .bind(&scope.school_id)
-            .bind(&scope.source)
-            .fetch_all(&self.pool)
-            .await?;
+        type Row = (String, Option<String>, String, bool, i64, Option<String>);
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(u.id, u.external_id, u.user_name, \
+             json(CASE WHEN u.active THEN 'true' ELSE 'false' END), u.version, e.digest)) \
+             FROM users u LEFT JOIN sync_entries e ON e.school_id = u.school_id \
+             AND e.source = u.source AND e.anchor = u.external_id \
+             WHERE u.school_id = ?1 AND u.source = ?2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<Row> = serde_json::from_str(&json).map_err(|source| Error::Corrupt {
+            id: format!("users of source {}", scope.source),
+            source,
+        })?;
         Ok(rows
             .into_iter()
-            .map(|(id, anchor, user_name, active, role, version)| OwnedUser {
-                id,
-                anchor,
-                user_name,
-                active,
-                role,
-                version,
-            })
+            .map(
+                |(id, anchor, user_name, active, version, digest)| OwnedUser {
+                    id,
+                    anchor,
+                    user_name,
+                    active,
+                    version,
+                    digest,
+                },
+            )
             .collect())
+    }
+
+    /// How many active accounts with this role (`student`, `tutor`) the source owns.
+    pub async fn count_active(&self, scope: &Scope, role: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE school_id = ?1 AND source = ?2 AND active \
+             AND json_extract(data, '$.\"urn:rollcall:params:scim:schemas:extension:school:2.0:User\".role') = ?3",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The source's users with these ids, with their documents (not their groups).
@@ -78,17 +99,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    /// The digests of the entries the source last applied, by anchor.
-    pub async fn digests(&self, scope: &Scope) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT anchor, digest FROM sync_digests WHERE school_id = ?1 AND source = ?2",
-        )
-        .bind(&scope.school_id)
-        .bind(&scope.source)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     /// The names (lower-cased) of the school's groups that another source owns.
@@ -185,34 +195,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for dn in &changes.entries.delete {
+        for anchor in &changes.forget_entries {
             sqlx::query(
-                "DELETE FROM sync_entries WHERE school_id = ?1 AND source = ?2 AND dn_key = ?3",
-            )
-            .bind(&scope.school_id)
-            .bind(&scope.source)
-            .bind(dn)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for chunk in changes.entries.upsert.chunks(super::CHUNK) {
-            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO sync_entries (school_id, source, dn_key, anchor) ",
-            );
-            insert.push_values(chunk, |mut row, (dn, anchor)| {
-                row.push_bind(&scope.school_id)
-                    .push_bind(&scope.source)
-                    .push_bind(dn)
-                    .push_bind(anchor);
-            });
-            insert.push(
-                " ON CONFLICT (school_id, source, dn_key) DO UPDATE SET anchor = excluded.anchor",
-            );
-            insert.build().execute(&mut *tx).await?;
-        }
-        for anchor in &changes.forget_digests {
-            sqlx::query(
-                "DELETE FROM sync_digests WHERE school_id = ?1 AND source = ?2 AND anchor = ?3",
+                "DELETE FROM sync_entries WHERE school_id = ?1 AND source = ?2 AND anchor = ?3",
             )
             .bind(&scope.school_id)
             .bind(&scope.source)
@@ -220,18 +205,21 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        for chunk in changes.digests.chunks(super::CHUNK) {
+        for chunk in changes.entries.chunks(super::CHUNK) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO sync_digests (school_id, source, anchor, digest) ",
+                "INSERT INTO sync_entries (school_id, source, anchor, dn_key, uid_key, digest) ",
             );
-            insert.push_values(chunk, |mut row, (anchor, digest)| {
+            insert.push_values(chunk, |mut row, entry| {
                 row.push_bind(&scope.school_id)
                     .push_bind(&scope.source)
-                    .push_bind(anchor)
-                    .push_bind(digest);
+                    .push_bind(&entry.anchor)
+                    .push_bind(&entry.dn)
+                    .push_bind(&entry.uid)
+                    .push_bind(&entry.digest);
             });
             insert.push(
-                " ON CONFLICT (school_id, source, anchor) DO UPDATE SET digest = excluded.digest",
+                " ON CONFLICT (school_id, source, anchor) DO UPDATE SET dn_key = excluded.dn_key, \
+                 uid_key = excluded.uid_key, digest = excluded.digest",
             );
             insert.build().execute(&mut *tx).await?;
         }
@@ -254,15 +242,30 @@ impl Store {
         Ok(names)
     }
 
-    /// The source's DN → anchor map.
-    pub async fn entry_map(&self, scope: &Scope) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT dn_key, anchor FROM sync_entries WHERE school_id = ?1 AND source = ?2",
+    /// Where the source's people were last seen: normalised DN → anchor, and `uid:<uid>` →
+    /// anchor. One row of JSON, like [`Store::owned_users`].
+    pub async fn entry_locations(&self, scope: &Scope) -> Result<Vec<(String, String)>> {
+        let json: String = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(dn_key, uid_key, anchor)) FROM sync_entries \
+             WHERE school_id = ?1 AND source = ?2",
         )
         .bind(&scope.school_id)
         .bind(&scope.source)
-        .fetch_all(&self.pool)
-        .await?)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<(String, Option<String>, String)> =
+            serde_json::from_str(&json).map_err(|source| Error::Corrupt {
+                id: format!("entries of source {}", scope.source),
+                source,
+            })?;
+        let mut out = Vec::with_capacity(rows.len() * 2);
+        for (dn, uid, anchor) in rows {
+            if let Some(uid) = uid {
+                out.push((format!("uid:{uid}"), anchor.clone()));
+            }
+            out.push((dn, anchor));
+        }
+        Ok(out)
     }
 
     /// Where the source's last run stopped reading.
