@@ -1143,3 +1143,34 @@ async fn unchanged_entries_are_skipped_until_the_mapping_rules_change() {
     assert_eq!(counts["update"], 30, "{counts}");
     assert_eq!(sync(&["--full"])["update"], 0);
 }
+
+#[tokio::test]
+async fn a_run_reads_everything_again_once_the_last_full_run_is_too_old() {
+    let Some(slapd) = Slapd::start(&school_ldif(12).ldif) else {
+        return;
+    };
+    let secrets = tempfile::tempdir().unwrap();
+    let source = source_toml(&slapd, &secrets, "passwords = false\nfull_every_hours = 24");
+    let setup = Setup::with_config(|text| with_source(text, &source));
+    let full = |setup: &Setup| {
+        let all = ["sync", SOURCE, "--school", "north", "--json"];
+        let report: Value = serde_json::from_str(&setup.ok(&all)).unwrap();
+        report["full"].as_bool().unwrap()
+    };
+    assert!(full(&setup), "the first run");
+    assert!(!full(&setup), "the last full run is recent");
+    // The last full run, a day and an hour ago.
+    let database = setup.dir.path().join("rollcall.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", database.display()))
+        .await
+        .unwrap();
+    let earlier = time::OffsetDateTime::now_utc() - time::Duration::hours(25);
+    sqlx::query("UPDATE sync_cursors SET full_at = ?1")
+        .bind(rollcall::store::format_time(earlier))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    assert!(full(&setup), "24 hours have passed");
+    assert!(!full(&setup));
+}
