@@ -16,12 +16,14 @@
 //! Every created row is checked: the run fails unless each row was created with a password.
 
 use std::process::ExitCode;
+
+mod common;
+use common::{env_number, ms, peak_memory_kib};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, ensure};
 use rollcall::clock::Clock;
 use rollcall::config::{Argon2, Config};
-use rollcall::password::Hasher;
 use rollcall::roster::Admin;
 use rollcall::roster::import::{Action, Request};
 
@@ -31,49 +33,7 @@ const BOUND_TARGET: f64 = 0.90;
 const OVERHEAD_TARGET: f64 = 0.10;
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("import bench: not run (use `cargo bench --bench import`)");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("import bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("import bench FAILED: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .with_context(|| format!("{name}=`{text}` is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// `VmHWM` (peak resident memory) of this process, in KiB.
-fn peak_memory_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    common::main("import", run)
 }
 
 /// A class list as admins paste it: tab-separated with a header, each student distinct by
@@ -159,40 +119,23 @@ async fn run() -> anyhow::Result<()> {
         argon2.memory_kib, argon2.iterations, argon2.parallelism
     );
 
-    // 1. One hash at a time, nothing else running.
-    let hasher = Hasher::new(argon2, 1)?;
-    hasher.hash("warm-up").await?;
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let started = Instant::now();
-        hasher.hash(&format!("sample-{i}")).await?;
-        times.push(started.elapsed());
-    }
-    times.sort();
-    let one_hash = times[times.len() / 2];
-    let bound = cores as f64 / one_hash.as_secs_f64();
+    // 1. One hash at a time, nothing else running; then one per core, all at once: how far
+    // the cores scale together.
+    let common::Bound {
+        times,
+        one_hash,
+        bound,
+        together: sustained,
+        ..
+    } = common::argon2_bound(argon2, samples).await?;
     println!(
-        "one hash: median {:.1} ms of {samples} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
+        "one hash: median {:.1} ms of {} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
         ms(one_hash),
+        times.len(),
         ms(times[0]),
         ms(times[times.len() - 1]),
         ms(one_hash),
     );
-
-    // 1b. One hash per core, all at once: how far the cores scale together (they share caches
-    // and memory bandwidth, which argon2 leans on).
-    let all_cores = Hasher::new(argon2, cores)?;
-    let together = 2 * samples.max(cores) / cores * cores;
-    let started = Instant::now();
-    let mut hashing = tokio::task::JoinSet::new();
-    for i in 0..together {
-        let hasher = all_cores.clone();
-        hashing.spawn(async move { hasher.hash(&format!("together-{i}")).await });
-    }
-    while let Some(done) = hashing.join_next().await {
-        done??;
-    }
-    let sustained = together as f64 / started.elapsed().as_secs_f64();
     println!(
         "{cores} hashes at a time: {sustained:.1} hashes/s = {:.1}% of the bound (how well the cores scale)",
         100.0 * sustained / bound
@@ -240,8 +183,4 @@ async fn run() -> anyhow::Result<()> {
         None => println!("peak memory: /proc/self/status not readable"),
     }
     Ok(())
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

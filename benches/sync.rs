@@ -26,6 +26,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod common;
+use common::{env_number, ms, peak_memory_kib};
+
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Mutex;
@@ -34,7 +37,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use rollcall::clock::Clock;
 use rollcall::config::{Config, Source};
-use rollcall::password::Hasher;
 use rollcall::provider::Provider;
 use rollcall::scim::schema::Kind;
 use rollcall::store::Scope;
@@ -54,51 +56,7 @@ const SOURCE: &str = "directory";
 const RESYNC_TARGET: f64 = 1.5;
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|arg| arg == "--bench") {
-        println!("sync bench: not run (use `cargo bench --bench sync`)");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("sync bench: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("sync bench FAILED: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-// `env_number`, `peak_memory_kib` and the one-hash median are benches/import.rs's; a shared
-// module for the benches would hold them.
-fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .with_context(|| format!("{name}=`{text}` is not a number")),
-        Err(_) => Ok(default),
-    }
-}
-
-/// `VmHWM` (peak resident memory) of this process, in KiB.
-fn peak_memory_kib() -> Option<u64> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()?
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    common::main("sync", run)
 }
 
 fn print_peak(when: &str) {
@@ -557,42 +515,27 @@ async fn run() -> anyhow::Result<()> {
     // memory is their own.
     let argon2 = rollcall::config::Argon2::default();
     let cpu = Cpu::sample(slapd.pid());
-    let hasher = Hasher::new(argon2, 1)?;
-    hasher.hash("warm-up").await?;
-    let mut times = Vec::with_capacity(samples);
-    for i in 0..samples {
-        let started = Instant::now();
-        hasher.hash(&format!("sample-{i}")).await?;
-        times.push(started.elapsed());
-    }
-    times.sort();
-    let one_hash = times[times.len() / 2];
-    let bound = cores as f64 / one_hash.as_secs_f64();
+    let common::Bound {
+        times,
+        one_hash,
+        bound,
+        together: sustained,
+    } = common::argon2_bound(argon2, samples).await?;
     println!(
-        "one hash (argon2id m={} KiB t={} p={}): median {:.1} ms of {samples}; bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
+        "one hash (argon2id m={} KiB t={} p={}): median {:.1} ms of {} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
         argon2.memory_kib,
         argon2.iterations,
         argon2.parallelism,
         ms(one_hash),
+        times.len(),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
         ms(one_hash),
     );
-    let all_cores = Hasher::new(argon2, cores)?;
-    let together = 2 * samples.max(cores) / cores * cores;
-    let started = Instant::now();
-    let mut hashing = tokio::task::JoinSet::new();
-    for i in 0..together {
-        let hasher = all_cores.clone();
-        hashing.spawn(async move { hasher.hash(&format!("together-{i}")).await });
-    }
-    while let Some(done) = hashing.join_next().await {
-        done??;
-    }
-    let sustained = together as f64 / started.elapsed().as_secs_f64();
     println!(
         "{cores} hashes at a time: {sustained:.1} hashes/s = {:.1}% of the bound",
         100.0 * sustained / bound
     );
-    drop((hasher, all_cores));
     print_other(Cpu::other_since(cpu, slapd.pid()), "while hashing");
 
     // 4. First sync, credentials on, into a fresh store.
@@ -624,8 +567,4 @@ async fn run() -> anyhow::Result<()> {
 fn median(times: &mut [Duration]) -> Duration {
     times.sort();
     times[times.len() / 2]
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

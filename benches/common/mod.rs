@@ -1,0 +1,112 @@
+//! What the benchmarks share: running one, reading knobs from the environment, peak memory,
+//! and the bound argon2id sets on creating accounts with first passwords.
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rollcall::config::Argon2;
+use rollcall::password::Hasher;
+
+/// Runs a benchmark named `name` when cargo asked for benchmarks (`--bench`), on a
+/// multi-threaded runtime; a failure is a message and exit code 1.
+pub fn main<F: Future<Output = anyhow::Result<()>>>(
+    name: &str,
+    run: impl FnOnce() -> F,
+) -> ExitCode {
+    if !std::env::args().any(|arg| arg == "--bench") {
+        println!("{name} bench: not run (use `cargo bench --bench {name}`)");
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{name} bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name} bench FAILED: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A number from the environment, or `default`.
+pub fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .with_context(|| format!("{name}=`{text}` is not a number")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// `VmHWM` (peak resident memory) of this process, in KiB.
+pub fn peak_memory_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+pub fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// How fast argon2id lets accounts with first passwords be made on this machine.
+pub struct Bound {
+    /// Sequential hashes, nothing else running: sorted.
+    pub times: Vec<Duration>,
+    /// Their median.
+    pub one_hash: Duration,
+    /// Cores ÷ one hash, in accounts per second.
+    pub bound: f64,
+    /// Hashes per second with one per core at once (cores share caches and memory bandwidth,
+    /// which argon2 leans on, so they do not quite scale).
+    pub together: f64,
+}
+
+/// Measures the [`Bound`] with `samples` sequential hashes (and twice as many at once).
+pub async fn argon2_bound(argon2: Argon2, samples: usize) -> anyhow::Result<Bound> {
+    let samples = samples.max(1);
+    let cores = rollcall::password::cores();
+    let hasher = Hasher::new(argon2, 1)?;
+    hasher.hash("warm-up").await?;
+    let mut times = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let started = Instant::now();
+        hasher.hash(&format!("sample-{i}")).await?;
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let one_hash = times[times.len() / 2];
+    let all_cores = Hasher::new(argon2, cores)?;
+    let count = 2 * samples.max(cores) / cores * cores;
+    let started = Instant::now();
+    let mut hashing = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let hasher = all_cores.clone();
+        hashing.spawn(async move { hasher.hash(&format!("together-{i}")).await });
+    }
+    while let Some(done) = hashing.join_next().await {
+        done??;
+    }
+    Ok(Bound {
+        times,
+        one_hash,
+        bound: cores as f64 / one_hash.as_secs_f64(),
+        together: count as f64 / started.elapsed().as_secs_f64(),
+    })
+}
