@@ -18,7 +18,7 @@
 use std::process::ExitCode;
 
 mod common;
-use common::{env_number, ms, peak_memory_kib};
+use common::{env_number, peak_memory_kib};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, ensure};
@@ -121,25 +121,9 @@ async fn run() -> anyhow::Result<()> {
 
     // 1. One hash at a time, nothing else running; then one per core, all at once: how far
     // the cores scale together.
-    let common::Bound {
-        times,
-        one_hash,
-        bound,
-        together: sustained,
-        ..
-    } = common::argon2_bound(argon2, samples).await?;
-    println!(
-        "one hash: median {:.1} ms of {} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
-        ms(one_hash),
-        times.len(),
-        ms(times[0]),
-        ms(times[times.len() - 1]),
-        ms(one_hash),
-    );
-    println!(
-        "{cores} hashes at a time: {sustained:.1} hashes/s = {:.1}% of the bound (how well the cores scale)",
-        100.0 * sustained / bound
-    );
+    let measured = common::argon2_bound(argon2, samples).await?;
+    measured.print(argon2);
+    let (bound, sustained) = (measured.bound, measured.together);
 
     // 2. The real import.
     let (took, previewed) = import(argon2, students).await?;

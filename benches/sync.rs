@@ -515,27 +515,9 @@ async fn run() -> anyhow::Result<()> {
     // memory is their own.
     let argon2 = rollcall::config::Argon2::default();
     let cpu = Cpu::sample(slapd.pid());
-    let common::Bound {
-        times,
-        one_hash,
-        bound,
-        together: sustained,
-    } = common::argon2_bound(argon2, samples).await?;
-    println!(
-        "one hash (argon2id m={} KiB t={} p={}): median {:.1} ms of {} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {bound:.1} accounts/s",
-        argon2.memory_kib,
-        argon2.iterations,
-        argon2.parallelism,
-        ms(one_hash),
-        times.len(),
-        ms(times[0]),
-        ms(times[times.len() - 1]),
-        ms(one_hash),
-    );
-    println!(
-        "{cores} hashes at a time: {sustained:.1} hashes/s = {:.1}% of the bound",
-        100.0 * sustained / bound
-    );
+    let measured = common::argon2_bound(argon2, samples).await?;
+    measured.print(argon2);
+    let (bound, sustained) = (measured.bound, measured.together);
     print_other(Cpu::other_since(cpu, slapd.pid()), "while hashing");
 
     // 4. First sync, credentials on, into a fresh store.

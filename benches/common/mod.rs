@@ -78,6 +78,31 @@ pub struct Bound {
     pub together: f64,
 }
 
+impl Bound {
+    /// Two lines: the one-hash median and the bound, then the all-cores rate against it.
+    pub fn print(&self, argon2: Argon2) {
+        let cores = rollcall::password::cores();
+        let times = &self.times;
+        println!(
+            "one hash (argon2id m={} KiB t={} p={}): median {:.1} ms of {} (min {:.1}, max {:.1}); bound = {cores} / {:.1} ms = {:.1} accounts/s",
+            argon2.memory_kib,
+            argon2.iterations,
+            argon2.parallelism,
+            ms(self.one_hash),
+            times.len(),
+            ms(times[0]),
+            ms(times[times.len() - 1]),
+            ms(self.one_hash),
+            self.bound,
+        );
+        println!(
+            "{cores} hashes at a time: {:.1} hashes/s = {:.1}% of the bound (how well the cores scale)",
+            self.together,
+            100.0 * self.together / self.bound
+        );
+    }
+}
+
 /// Measures the [`Bound`] with `samples` sequential hashes (and twice as many at once).
 pub async fn argon2_bound(argon2: Argon2, samples: usize) -> anyhow::Result<Bound> {
     let samples = samples.max(1);

@@ -199,8 +199,8 @@ pub(super) struct SourceFile {
     retention_days: Option<u32>,
     max_disable_percent: Option<Spanned<u32>>,
     max_disable_count: Option<u32>,
-    students: Spanned<PeopleFile>,
-    tutors: Option<Spanned<PeopleFile>>,
+    students: PeopleFile,
+    tutors: Option<PeopleFile>,
     groups: Option<Spanned<GroupsFile>>,
     attributes: Option<AttributesFile>,
 }
@@ -354,8 +354,7 @@ pub(super) fn sources(
             Dialect::Openldap => "(objectClass=inetOrgPerson)",
             Dialect::ActiveDirectory => "(&(objectCategory=person)(objectClass=user))",
         };
-        let people = |file: Spanned<PeopleFile>, key: &str| -> Result<People, Invalid> {
-            let file = file.into_inner();
+        let people = |file: PeopleFile, key: &str| -> Result<People, Invalid> {
             let filter = match file.filter {
                 None => person_filter.to_owned(),
                 Some(filter) => {

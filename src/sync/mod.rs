@@ -362,21 +362,24 @@ async fn refuse_empty(
     read: &Read,
     stored: &Stored,
 ) -> Result<(), Error> {
-    let mut searches = vec![(
-        "students",
-        Some(&source.students.base),
-        read.students.is_empty(),
-    )];
-    searches.push((
-        "tutors",
-        source.tutors.as_ref().map(|t| &t.base),
-        read.tutors.is_empty(),
-    ));
-    for (what, base, empty) in searches {
+    let searches = [
+        (
+            "students",
+            "student",
+            Some(&source.students.base),
+            read.students.is_empty(),
+        ),
+        (
+            "tutors",
+            "tutor",
+            source.tutors.as_ref().map(|t| &t.base),
+            read.tutors.is_empty(),
+        ),
+    ];
+    for (what, role, base, empty) in searches {
         let (Some(base), true) = (base, empty) else {
             continue;
         };
-        let role = what.trim_end_matches('s');
         let owned = provider.store.count_active(scope, role).await?;
         if owned > 0 {
             return Err(Error::EmptySearch {
