@@ -4,7 +4,9 @@
 #
 # Installs what the tests need when it is missing: Python's venv module (Debian package
 # python3-venv), the pinned suite in target/conformance-venv, and OpenLDAP's server and
-# command-line tools (slapd, ldap-utils) for the LDAP fixture in tests/it/slapd.rs.
+# command-line tools (slapd, ldap-utils) for the LDAP fixture in tests/it/slapd.rs, and
+# Chromium with its WebDriver server (chromium, chromium-driver) for the browser fixture in
+# tests/it/browser.rs.
 #
 #   scripts/test.sh            # from the repository root
 #
@@ -35,11 +37,17 @@ fi
 # OpenLDAP's slapd and the ldap* tools, for tests/it/slapd.rs: the tests start their own
 # slapd on a loopback port. The preseed stops the package from configuring (and starting) a
 # system slapd: nothing listens on 389 and the install asks nothing.
-if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch slapadd >/dev/null; then
+if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null || ! command -v slapadd >/dev/null; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     echo "slapd slapd/no_configuration boolean true" | $sudo debconf-set-selections
     apt_install slapd ldap-utils
+fi
+
+# Headless Chromium and chromedriver, for tests/it/browser.rs: each test starts its own
+# chromedriver on a loopback port, which starts Chromium with a fresh profile.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+    apt_install chromium chromium-driver
 fi
 
 venv=${ROLLCALL_CONFORMANCE_VENV:-$PWD/target/conformance-venv}
