@@ -46,7 +46,27 @@ pub struct Config {
     pub argon2: Argon2,
     pub slips: Slips,
     pub login: Login,
+    pub console: Console,
     pub schools: Vec<School>,
+}
+
+/// The admin console's sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Console {
+    /// Mark session cookies `Secure` (sent over HTTPS only). Only plain-HTTP development and
+    /// tests on a loopback address turn it off.
+    pub secure_cookies: bool,
+    /// How long an admin stays signed in.
+    pub session_hours: u64,
+}
+
+impl Default for Console {
+    fn default() -> Self {
+        Console {
+            secure_cookies: true,
+            session_hours: 8,
+        }
+    }
 }
 
 /// argon2id cost parameters for every password hash.
@@ -419,6 +439,22 @@ impl Config {
                 }
             }
         };
+        let console = file.console.unwrap_or_default();
+        let defaults = Console::default();
+        let console = Console {
+            secure_cookies: console.secure_cookies.unwrap_or(defaults.secure_cookies),
+            session_hours: match console.session_hours {
+                None => defaults.session_hours,
+                Some(hours) if (1..=24).contains(hours.get_ref()) => *hours.get_ref(),
+                Some(hours) => {
+                    return Err(invalid(
+                        hours.span(),
+                        "console.session_hours",
+                        format!("{} is not between 1 and 24", hours.get_ref()),
+                    ));
+                }
+            },
+        };
 
         Ok(Config {
             path: None,
@@ -440,6 +476,7 @@ impl Config {
                 expire_after_days: slips.expire_after_days.unwrap_or(30),
             },
             login,
+            console,
             schools,
         })
     }
@@ -641,8 +678,16 @@ struct File {
     argon2: Option<Spanned<Argon2File>>,
     slips: Option<SlipsFile>,
     login: Option<LoginFile>,
+    console: Option<ConsoleFile>,
     #[serde(default)]
     schools: Vec<SchoolFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConsoleFile {
+    secure_cookies: Option<bool>,
+    session_hours: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Default)]

@@ -53,6 +53,8 @@ pub enum Error {
     Password(#[from] password::Error),
     #[error("the slip key: {0}")]
     SlipKey(#[from] seal::KeyError),
+    #[error(transparent)]
+    Templates(#[from] http::console::TemplateError),
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
 }
@@ -100,6 +102,11 @@ pub async fn state(config: &Config, clock: Clock) -> Result<http::AppState, Erro
     Ok(http::AppState {
         provider: provider(config, clock).await?,
         limiter: Arc::new(Limiter::new(config.login.clone())),
+        pages: Arc::new(http::console::Pages::new(http::console::Sessions {
+            secure: config.console.secure_cookies,
+            admin_ttl: Duration::from_secs(config.console.session_hours * 3600),
+            person_ttl: Duration::from_secs(15 * 60),
+        })?),
     })
 }
 

@@ -149,6 +149,14 @@ enum AdminCommand {
         #[arg(long)]
         username: String,
     },
+    /// Give an existing admin a new password for the web console (`/admin`); prints it once,
+    /// alone on the last line, and signs the admin's browsers out.
+    Password {
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        username: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -280,6 +288,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 text,
                 dry_run,
                 partial,
+                hold_slips: false,
             };
             import(&config, &school, request, slips.as_deref()).await?;
         }
@@ -518,6 +527,10 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
     let (school, username, create) = match command {
         AdminCommand::Create { school, username } => (school, username, true),
         AdminCommand::Token { school, username } => (school, username, false),
+        AdminCommand::Password { school, username } => {
+            known_school(config, &school)?;
+            return admin_password(config, &store, &clock, &school, &username).await;
+        }
     };
     known_school(config, &school)?;
     anyhow::ensure!(
@@ -553,6 +566,42 @@ async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
         token.id
     );
     println!("{plaintext}");
+    store.close().await;
+    Ok(())
+}
+
+/// A new console password for an admin: 16 characters without look-alikes, shown once.
+async fn admin_password(
+    config: &Config,
+    store: &rollcall::store::Store,
+    clock: &Clock,
+    school: &str,
+    username: &str,
+) -> anyhow::Result<()> {
+    use rollcall::credentials::generate::{CharClass, Generated, Policy};
+    let policy = Policy {
+        generated: Generated::Characters {
+            length: 16,
+            classes: vec![CharClass::Lower, CharClass::Upper, CharClass::Digit],
+            no_lookalikes: true,
+        },
+        ..Policy::default()
+    };
+    let hasher = rollcall::password::Hasher::per_core(config.argon2)?;
+    let issued = rollcall::credentials::issue(&policy, &hasher).await?;
+    store
+        .set_admin_password(school, username, &issued.hash, clock.now())
+        .await
+        .map_err(|e| match e {
+            rollcall::store::Error::NotFound => anyhow::anyhow!(
+                "school `{school}` has no admin `{username}` (create one with `rollcall admin create`)"
+            ),
+            other => other.into(),
+        })?;
+    println!(
+        "console password of admin {username} of school {school} (shown once; only its hash is stored):"
+    );
+    println!("{}", issued.password.as_str());
     store.close().await;
     Ok(())
 }

@@ -425,6 +425,25 @@ fn argon2_slips_and_login_are_read_and_checked() {
 }
 
 #[test]
+fn console_sessions_are_secure_by_default_and_checked() {
+    assert_eq!(valid("").console, Console::default());
+    assert!(Console::default().secure_cookies);
+    let config = valid("[console]\nsecure_cookies = false\nsession_hours = 2\n");
+    assert!(!config.console.secure_cookies);
+    assert_eq!(config.console.session_hours, 2);
+    let message = invalid(
+        "\n[console]\nsession_hours = 72\n",
+        "console.session_hours",
+        3,
+    );
+    assert!(message.contains("between 1 and 24"), "{message}");
+    assert!(matches!(
+        parse("[console]\nsecure = false\n"),
+        Err(Error::Syntax { .. })
+    ));
+}
+
+#[test]
 fn the_slip_key_comes_from_the_environment_when_set() {
     let mut config = valid("");
     config
@@ -640,13 +659,13 @@ fn shipped_table(table_header: &str) -> Vec<&'static str> {
 fn the_shipped_file_shows_every_key_of_the_file_model() {
     let top = model_keys("");
     let mut expected = vec![
-        "data_dir", "server", "store", "argon2", "slips", "login", "schools",
+        "data_dir", "server", "store", "argon2", "slips", "login", "console", "schools",
     ];
     expected.sort();
     let mut sorted = top.clone();
     sorted.sort();
     assert_eq!(sorted, expected);
-    for table in ["server", "store", "argon2", "slips", "login"] {
+    for table in ["server", "store", "argon2", "slips", "login", "console"] {
         assert!(
             SHIPPED.lines().any(|l| l.trim() == format!("[{table}]")),
             "no [{table}] table"
@@ -660,6 +679,7 @@ fn the_shipped_file_shows_every_key_of_the_file_model() {
         "[argon2]",
         "[slips]",
         "[login]",
+        "[console]",
         "[[schools]]",
         "[schools.usernames]",
         "[schools.passwords]",
@@ -675,7 +695,9 @@ fn the_shipped_file_shows_every_key_of_the_file_model() {
         for key in model_keys(header) {
             let table = |names: &[&str]| names.contains(&key.as_str());
             if (header.is_empty()
-                && table(&["server", "store", "argon2", "slips", "login", "schools"]))
+                && table(&[
+                    "server", "store", "argon2", "slips", "login", "console", "schools",
+                ]))
                 || (header == "[[schools]]"
                     && table(&["usernames", "passwords", "courses", "sources"]))
                 || (header == "[[schools.sources]]"

@@ -89,7 +89,7 @@ impl CharClass {
     }
 
     /// The class as a person reads it after "include".
-    fn described(self) -> &'static str {
+    pub fn described(self) -> &'static str {
         match self {
             CharClass::Lower => "a lower-case letter",
             CharClass::Upper => "a capital letter",

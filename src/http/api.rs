@@ -383,6 +383,7 @@ async fn import(
         text: crate::roster::paste::decode(&body).0,
         dry_run: query.dry_run,
         partial: query.partial,
+        hold_slips: false,
     };
     let outcome = state
         .provider
@@ -446,7 +447,7 @@ async fn create_user(
     };
     let created = state
         .provider
-        .create_person(&admin, &person, body.group.as_deref())
+        .create_person(&admin, &person, body.group.as_deref(), false)
         .await
         .map_err(|e| ApiError::roster(e, rid(&admin)))?;
     Ok(no_store(
@@ -522,7 +523,12 @@ async fn collect_slips(
     Ok(no_store(response))
 }
 
-fn client(state: &AppState, peer: SocketAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+/// The client's address (see [`crate::roster::login::Limiter::client`]).
+pub(super) fn client(
+    state: &AppState,
+    peer: SocketAddr,
+    headers: &axum::http::HeaderMap,
+) -> std::net::IpAddr {
     let forwarded = headers
         .get("x-forwarded-for")
         .and_then(|value| value.to_str().ok());

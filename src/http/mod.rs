@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+pub mod console;
 mod scim;
 
 use std::sync::Arc;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub provider: Provider,
     /// Log-in failures, per account and per address.
     pub limiter: Arc<Limiter>,
+    /// The admin console's templates and session settings.
+    pub pages: Arc<console::Pages>,
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
@@ -37,6 +40,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/scim/v2", scim::router(&state))
+        .merge(console::router())
         // A layer covers the routes added before it: `/api/v1` sets its own timeouts.
         .layer(timeout(request_timeout))
         .nest("/api/v1", api::router(timeout(request_timeout), timeout(api::IMPORT_TIMEOUT)))

@@ -22,7 +22,7 @@ use crate::config::School;
 use crate::courses;
 use crate::credentials::username;
 use crate::provider::Provider;
-use crate::store::{self, ImportGroup, Record};
+use crate::store::{ImportGroup, Record};
 
 /// What an admin asks for.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +37,8 @@ pub struct Request {
     pub dry_run: bool,
     /// Create the valid rows even when others have errors.
     pub partial: bool,
+    /// Hold each first password as the account's pending slip instead of answering with it.
+    pub hold_slips: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -374,8 +376,16 @@ impl Provider {
             return Ok(outcome);
         }
 
-        self.commit(admin, school, &plan, &import_group, &joining, &mut outcome)
-            .await?;
+        self.commit(
+            admin,
+            school,
+            request,
+            &plan,
+            &import_group,
+            &joining,
+            &mut outcome,
+        )
+        .await?;
         outcome.committed = true;
         outcome.counts = Counts::of(&outcome.rows);
         tracing::info!(
@@ -462,10 +472,12 @@ impl Provider {
 
     /// Generates and hashes the planned rows' passwords on every core, then writes the group,
     /// the accounts and the new members in one transaction, filling in each created row.
+    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
         admin: &Admin,
         school: &School,
+        request: &Request,
         plan: &[Planned],
         import_group: &ImportGroup,
         joining: &[String],
@@ -479,22 +491,25 @@ impl Provider {
             let person = planned.person.clone();
             let base = planned.base.clone();
             let index = planned.index;
+            let hold = request.hold_slips;
             hashing.spawn(async move {
-                let account = provider.new_account(&school, &person, &base).await;
-                (index, account)
+                let id = uuid::Uuid::now_v7().to_string();
+                let account = provider
+                    .new_account(&school, &person, &base, &id, hold)
+                    .await;
+                (index, id, account)
             });
         }
         let mut hashed = Vec::with_capacity(plan.len());
         while let Some(done) = hashing.join_next().await {
-            let (index, account) = done.map_err(|e| Error::Internal(e.to_string()))?;
+            let (index, id, account) = done.map_err(|e| Error::Internal(e.to_string()))?;
             let (record, password) = account?;
-            hashed.push((index, record, password));
+            hashed.push((index, id, record, password));
         }
         hashed.sort_by_key(|(index, ..)| *index);
         let mut new_accounts = Vec::with_capacity(hashed.len());
         let mut secrets = Vec::with_capacity(hashed.len());
-        for (index, record, password) in hashed {
-            let id = uuid::Uuid::now_v7().to_string();
+        for (index, id, record, password) in hashed {
             secrets.push((index, id.clone(), password));
             new_accounts.push((id, record));
         }
@@ -511,21 +526,13 @@ impl Provider {
                 self.admin_stamp(admin),
             )
             .await
-            .map_err(|e| match e {
-                store::Error::Conflict {
-                    field: "displayName",
-                    value,
-                } => Error::Conflict(format!(
-                    "there is already a teaching group called `{value}`"
-                )),
-                other => Error::store(other),
-            })?;
+            .map_err(super::group_write_error)?;
         for ((index, id, password), name) in secrets.into_iter().zip(names) {
             let row = &mut outcome.rows[index];
             row.action = Action::Created;
             row.id = Some(id);
             row.user_name = Some(name);
-            row.password = Some(password);
+            row.password = password;
         }
         Ok(())
     }

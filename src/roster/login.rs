@@ -220,6 +220,60 @@ impl Provider {
                 detail: "choose a password different from the current one".into(),
             });
         }
+        self.store_chosen(school, &user_id, &user_name, &hash, new)
+            .await
+    }
+
+    /// Sets the password a person chose right after signing in with a first (or reset) one, on
+    /// the log-in page: their session proves the sign-in, so the current password is not asked
+    /// again. Only while the account is active and still must change its password.
+    pub async fn choose_password(
+        &self,
+        school_id: &str,
+        user_name: &str,
+        new: &str,
+    ) -> Result<Change, Error> {
+        let Some(school) = self.schools.get(school_id) else {
+            return Ok(Change::Failed);
+        };
+        let stored = self
+            .store
+            .credential(school_id, user_name)
+            .await
+            .map_err(Error::store)?;
+        let Some((stored, hash)) = stored
+            .filter(|s| s.active && s.must_change)
+            .and_then(|s| s.password_hash.clone().map(|hash| (s, hash)))
+        else {
+            return Ok(Change::Failed);
+        };
+        if let Err(detail) = school.passwords.policy.check_chosen(new, &stored.user_name) {
+            return Ok(Change::Rejected { detail });
+        }
+        let same = self
+            .hasher
+            .verify(new, Some(&hash))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        if same {
+            return Ok(Change::Rejected {
+                detail: "choose a password different from the one on the slip".into(),
+            });
+        }
+        self.store_chosen(school, &stored.user_id, &stored.user_name, &hash, new)
+            .await
+    }
+
+    /// Hashes and stores a chosen password (already checked against the policy) in place of
+    /// `expected_hash`.
+    async fn store_chosen(
+        &self,
+        school: &School,
+        user_id: &str,
+        user_name: &str,
+        expected_hash: &str,
+        new: &str,
+    ) -> Result<Change, Error> {
         let new_hash = self
             .hasher
             .hash(new)
@@ -237,10 +291,11 @@ impl Provider {
             .store
             .set_password(
                 &scope,
-                &user_id,
-                Some(&hash),
+                user_id,
+                Some(expected_hash),
                 &new_hash,
                 false,
+                None,
                 Stamp {
                     actor: &actor,
                     at: self.clock.now(),
@@ -252,6 +307,49 @@ impl Provider {
             // Changed by someone else meanwhile: the current password given is stale.
             Err(crate::store::Error::VersionMismatch { .. }) => Ok(Change::Failed),
             Err(other) => Err(Error::store(other)),
+        }
+    }
+
+    /// Checks a school admin's console password. Failures count against the admin (under a key
+    /// no account's name can have) and the address, as for people.
+    pub async fn admin_login(
+        &self,
+        limiter: &Limiter,
+        school_id: &str,
+        user_name: &str,
+        password: &str,
+        address: IpAddr,
+    ) -> Result<AdminVerdict, Error> {
+        let key = format!("\0admin\0{user_name}");
+        if let Some(wait) = limiter.wait(school_id, &key, address) {
+            return Ok(AdminVerdict::Throttled(wait));
+        }
+        let stored = match self.schools.get(school_id) {
+            Some(_) if !user_name.is_empty() && user_name.len() <= 64 => self
+                .store
+                .admin_credential(school_id, user_name)
+                .await
+                .map_err(Error::store)?,
+            _ => None,
+        };
+        let hash = stored.as_ref().and_then(|(_, _, hash)| hash.as_deref());
+        let matches = self
+            .hasher
+            .verify(password, hash)
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        match stored {
+            Some((admin_id, user_name, _)) if matches => {
+                limiter.succeed(school_id, &key);
+                Ok(AdminVerdict::Passed {
+                    admin_id,
+                    user_name,
+                })
+            }
+            _ => {
+                limiter.fail(school_id, &key, address);
+                Ok(AdminVerdict::Failed)
+            }
         }
     }
 
@@ -299,6 +397,18 @@ impl Provider {
             }
         }
     }
+}
+
+/// What an admin's console log-in answers.
+#[derive(Debug)]
+pub enum AdminVerdict {
+    Passed {
+        admin_id: String,
+        user_name: String,
+    },
+    /// Unknown admin, no console password, or a wrong one: one answer for all.
+    Failed,
+    Throttled(Duration),
 }
 
 enum Verdict<'a> {

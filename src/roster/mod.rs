@@ -7,6 +7,7 @@
 
 pub mod import;
 pub mod login;
+pub mod manage;
 pub mod paste;
 pub mod slips;
 
@@ -273,7 +274,9 @@ pub struct Created {
     pub user_name: String,
     pub first_name: String,
     pub surname: String,
-    pub password: Zeroizing<String>,
+    /// `None` when held as a pending slip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Zeroizing<String>>,
 }
 
 /// A teaching group as the admin API shows it.
@@ -377,28 +380,41 @@ impl Provider {
         })
     }
 
-    /// A person's document and credential, ready for the store. Returns the first password.
+    /// A person's document and credential, ready for the store as account `id`. Returns the
+    /// first password, or, with `hold_slip`, seals it as the account's pending slip instead.
     async fn new_account(
         &self,
         school: &School,
         person: &Person,
         base: &str,
-    ) -> Result<(NewRecord, Zeroizing<String>), Error> {
+        id: &str,
+        hold_slip: bool,
+    ) -> Result<(NewRecord, Option<Zeroizing<String>>), Error> {
         let mut record = self.person_record(school, person, base, None, true)?;
         let issued = credentials::issue(&school.passwords.policy, &self.hasher).await?;
         record.password_hash = Some(issued.hash);
         record.must_change = true;
-        Ok((record, issued.password))
+        if hold_slip {
+            record.slip =
+                Some(
+                    self.vault
+                        .seal(&school.id, id, &issued.password, self.clock.now())?,
+                );
+            return Ok((record, None));
+        }
+        Ok((record, Some(issued.password)))
     }
 
     /// Creates one account with a generated first password, always a new one (no matching):
     /// the username is settled under the store's write lock, so concurrent creations of the
-    /// same name get `smithj`, `smithj2`, …
+    /// same name get `smithj`, `smithj2`, … The password is in the answer, or, with
+    /// `hold_slip`, held as the account's pending slip.
     pub async fn create_person(
         &self,
         admin: &Admin,
         person: &Person,
         group: Option<&str>,
+        hold_slip: bool,
     ) -> Result<Created, Error> {
         let school = self.school_of(admin)?;
         let base = person.check(school).map_err(|errors| {
@@ -415,7 +431,9 @@ impl Provider {
             None => None,
         };
         let id = uuid::Uuid::now_v7().to_string();
-        let (record, password) = self.new_account(school, person, &base).await?;
+        let (record, password) = self
+            .new_account(school, person, &base, &id, hold_slip)
+            .await?;
         let target = match &group {
             Some(group) => store::ImportGroup::Existing(group.id.clone()),
             None => store::ImportGroup::None,
@@ -576,12 +594,7 @@ impl Provider {
                 self.admin_stamp(admin),
             )
             .await
-            .map_err(|e| match e {
-                store::Error::Conflict { value, .. } => Error::Conflict(format!(
-                    "there is already a teaching group called `{value}`"
-                )),
-                other => Error::store(other),
-            })?;
+            .map_err(group_write_error)?;
         self.group_view(admin, &id).await
     }
 
@@ -682,6 +695,19 @@ impl Provider {
         }
         tracing::info!(school = %school.id, slips = out.len(), actor = %admin.actor.name, "pending slips collected");
         Ok(out)
+    }
+}
+
+/// A store error of writing a teaching group, a clash of names in the admin's words.
+fn group_write_error(error: store::Error) -> Error {
+    match error {
+        store::Error::Conflict {
+            field: "displayName",
+            value,
+        } => Error::Conflict(format!(
+            "there is already a teaching group called `{value}`"
+        )),
+        other => Error::store(other),
     }
 }
 

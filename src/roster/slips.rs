@@ -152,6 +152,22 @@ fn push_slip(page: &mut String, slip: &Slip) {
     );
 }
 
+/// The Content-Security-Policy source that allows [`html`]'s one inline style, and nothing else:
+/// `sha256-…` of the style element's text.
+pub fn style_hash() -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let text = STYLE
+        .trim_end()
+        .trim_start_matches("<style>")
+        .trim_end_matches("</style>");
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+}
+
 fn push_escaped(page: &mut String, text: &str) {
     for c in text.chars() {
         match c {

@@ -241,6 +241,54 @@ pub struct Token {
     pub revoked: Option<OffsetDateTime>,
 }
 
+/// A signed-in browser (the admin console, or a person on the log-in page).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub kind: SessionKind,
+    pub school_id: String,
+    /// The admin's id, or the person's user id.
+    pub subject: String,
+    /// The admin's or person's username, for display and the audit log.
+    pub name: String,
+    pub created: OffsetDateTime,
+    pub expires: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A school admin in the console.
+    Admin,
+    /// A person who signed in with a first password and must choose a new one.
+    Person,
+}
+
+impl SessionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionKind::Admin => "admin",
+            SessionKind::Person => "person",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SessionKind> {
+        match text {
+            "admin" => Some(SessionKind::Admin),
+            "person" => Some(SessionKind::Person),
+            _ => None,
+        }
+    }
+}
+
+/// One line of a resource's history: who did what, when, through which source.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEntry {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub action: String,
+    pub actor: String,
+    pub source: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("not found")]

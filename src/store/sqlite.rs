@@ -26,6 +26,7 @@ use crate::credentials::username;
 use crate::scim::schema::{Kind, Registry};
 
 mod accounts;
+mod console;
 mod sync;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
@@ -298,6 +299,23 @@ impl Store {
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
         Ok(record)
+    }
+
+    /// Replaces several resources of one kind in one transaction, each only if its stored
+    /// version still equals the one given: all of them, or none.
+    pub async fn replace_all(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        changes: &[(String, i64, NewRecord)],
+        stamp: Stamp<'_>,
+    ) -> Result<()> {
+        let (_turn, mut tx) = self.write().await?;
+        for (id, version, new) in changes {
+            replace(&mut tx, scope, kind, id, Some(*version), new, stamp).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn delete(

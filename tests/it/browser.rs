@@ -270,6 +270,16 @@ impl Browser {
             .to_string()
     }
 
+    /// Runs a script in the page (its `return` value is the answer), as a user's own tampering
+    /// would: to take a field out of a form, say.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.run(
+            &format!("execute {script}"),
+            self.client.execute(script, vec![]),
+        )
+        .await
+    }
+
     /// The current DOM, serialised.
     pub async fn source(&self) -> String {
         self.run("page source", self.client.source()).await

@@ -178,6 +178,17 @@ impl TestApp {
         }
     }
 
+    /// Whether the store's files (database and WAL) hold these bytes anywhere.
+    pub fn store_holds(&self, needle: &str) -> bool {
+        ["rollcall.db", "rollcall.db-wal"].iter().any(|name| {
+            std::fs::read(self._dir.path().join(name)).is_ok_and(|bytes| {
+                bytes
+                    .windows(needle.len())
+                    .any(|window| window == needle.as_bytes())
+            })
+        })
+    }
+
     /// A SCIM request as north's client (`token`).
     pub async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
         self.send_as(&self.token, method, path, body, &[]).await

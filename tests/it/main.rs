@@ -4,10 +4,12 @@
 mod audit;
 mod bad_input;
 mod browser;
+mod browser_console;
 mod bulk;
 mod cli;
 mod clients;
 mod conformance;
+mod console;
 mod courses;
 mod credentials;
 mod discovery;

@@ -3,10 +3,11 @@
 use sqlx::Row;
 use time::OffsetDateTime;
 
-use super::{Store, audit, fetch, insert, insert_users, links_column, record_from_row};
+use super::{Store, audit, fetch, insert, insert_users, links_column, record_from_row, write_slip};
 use crate::scim::schema::Kind;
 use crate::store::{
-    Error, ImportGroup, NewRecord, Result, Scope, Stamp, StoredCredential, TakenSlip, format_time,
+    Error, ImportGroup, NewRecord, PendingSlip, Result, Scope, Stamp, StoredCredential, TakenSlip,
+    format_time,
 };
 
 /// The pending slips of school `?1`, of group `?2`'s members unless it is NULL (`s`).
@@ -80,8 +81,10 @@ impl Store {
     }
 
     /// Sets an account's password, if its hash is still `expected_hash` (so two changes racing
-    /// from the same old password cannot both win). Erases any pending slip: its password no
-    /// longer works. Audited without the secret.
+    /// from the same old password cannot both win). Erases any pending slip, whose password no
+    /// longer works, and holds `slip` instead when given (a reset by an admin). Audited without
+    /// the secret.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_password(
         &self,
         scope: &Scope,
@@ -89,6 +92,7 @@ impl Store {
         expected_hash: Option<&str>,
         hash: &str,
         must_change: bool,
+        slip: Option<&PendingSlip>,
         stamp: Stamp<'_>,
     ) -> Result<()> {
         let (_turn, mut tx) = self.write().await?;
@@ -112,6 +116,9 @@ impl Store {
             .bind(user_id)
             .execute(&mut *tx)
             .await?;
+        if let Some(slip) = slip {
+            write_slip(&mut tx, scope, user_id, slip, &now).await?;
+        }
         audit(
             &mut tx,
             scope,
