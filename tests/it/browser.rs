@@ -280,6 +280,15 @@ impl Browser {
         .await
     }
 
+    /// Resizes the browser window (a tablet's is 768 × 1024).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.run(
+            &format!("resize to {width}x{height}"),
+            self.client.set_window_size(width, height),
+        )
+        .await;
+    }
+
     /// The current DOM, serialised.
     pub async fn source(&self) -> String {
         self.run("page source", self.client.source()).await

@@ -54,11 +54,42 @@ fn class_list() -> String {
     rows.join("\r\n")
 }
 
-/// Checks the page for console errors and keeps a screenshot of it.
+/// Checks the page for console errors and form fields without a label, and keeps a screenshot
+/// of it.
 async fn look(browser: &Browser, name: &str) {
     browser.screenshot(name).await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "console errors on {name}: {errors:?}");
+    assert_labelled(browser, name).await;
+}
+
+/// Every visible form field has a label.
+async fn assert_labelled(browser: &Browser, name: &str) {
+    let unlabelled = browser
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]):not([hidden]), select, textarea')]
+                .filter((field) => field.labels.length === 0).map((field) => field.name)",
+        )
+        .await;
+    assert_eq!(
+        unlabelled,
+        serde_json::json!([]),
+        "unlabelled fields on {name}"
+    );
+}
+
+/// At a tablet's width the page still fits: nothing runs off to the side.
+async fn assert_fits_a_tablet(browser: &Browser, name: &str) {
+    browser.resize(768, 1024).await;
+    let overflow = browser
+        .execute("return document.documentElement.scrollWidth - window.innerWidth")
+        .await;
+    browser.screenshot(&format!("{name}-tablet")).await;
+    browser.resize(1280, 1000).await;
+    assert!(
+        overflow.as_i64().is_some_and(|px| px <= 0),
+        "{name} is {overflow} px wider than a tablet"
+    );
 }
 
 /// [`look`] for a page answered with an error status: Chromium logs the status of the page
@@ -111,6 +142,7 @@ async fn an_admin_creates_a_class_and_prints_its_slips_and_a_student_signs_in() 
         .click(&format!("input[name=tutor][value='{tutor}']"))
         .await;
     look(&browser, "group-form").await;
+    assert_fits_a_tablet(&browser, "group-form").await;
     browser.submit("form.stacked button[type=submit]").await;
     assert_eq!(browser.text("h1").await, "12A/Ma1");
     let courses = browser.texts("ul.courses li").await;
@@ -164,6 +196,7 @@ async fn an_admin_creates_a_class_and_prints_its_slips_and_a_student_signs_in() 
             .contains("no email: cannot reset their own password")
     );
     look(&browser, "preview").await;
+    assert_fits_a_tablet(&browser, "preview").await;
     // Nothing is written by a preview.
     assert!(app.login("north", "smithj", "x").await.status == 401);
     browser.submit("form.confirm button[type=submit]").await;
@@ -266,15 +299,6 @@ async fn the_browser_is_refused_a_wrong_password_a_forged_form_and_another_schoo
     assert_eq!(outline, "solid", "a visible focus ring");
     browser.press_tab().await;
     assert_eq!(browser.active_element().await, "button");
-    // Every field has a label.
-    let unlabelled = browser
-        .execute(
-            "return [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
-                .filter((field) => field.labels.length === 0).map((field) => field.name)",
-        )
-        .await;
-    assert_eq!(unlabelled, serde_json::json!([]));
-
     sign_in(&browser, &app, "north", "not the password").await;
     assert!(browser.current_url().await.ends_with("/admin/login"));
     assert_eq!(
