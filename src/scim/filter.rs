@@ -96,6 +96,10 @@ pub struct ParseError {
 
 /// Parses a filter expression such as `userName eq "bjensen" and not (emails pr)`.
 pub fn parse(input: &str) -> Result<Filter, ParseError> {
+    // No store can hold one, and no attribute value has one (see `resource::check`).
+    if let Some(at) = input.find('\0') {
+        return Err(err(at, "a filter may not hold a NUL character"));
+    }
     let mut p = Parser::new(input);
     if p.peek()?.tok == Tok::Eof {
         return Err(err(0, "empty filter"));
@@ -114,6 +118,9 @@ pub fn parse(input: &str) -> Result<Filter, ParseError> {
 
 /// Parses a PATCH path such as `members`, `name.familyName` or `emails[type eq "work"].value`.
 pub fn parse_path(input: &str) -> Result<PatchPath, ParseError> {
+    if let Some(at) = input.find('\0') {
+        return Err(err(at, "a path may not hold a NUL character"));
+    }
     let mut p = Parser::new(input);
     let tok = p.next()?;
     let attr = match &tok.tok {

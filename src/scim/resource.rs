@@ -159,6 +159,14 @@ fn check_single(attr: &Attribute, value: Value, path: &str) -> Result<Option<Val
             kind_of(&value)
         ))
     };
+    if let Value::String(text) = &value
+        && text.contains('\0')
+    {
+        // PostgreSQL text cannot hold it; no real value has one.
+        return Err(ScimError::invalid_value(format!(
+            "{path} holds a NUL character (U+0000)"
+        )));
+    }
     let checked = match attr.kind {
         AttrType::String | AttrType::Reference | AttrType::Binary => match &value {
             Value::String(_) => value,

@@ -153,6 +153,20 @@ fn bad_documents() -> Vec<(&'static str, Value, u16, &'static str)> {
             400,
             "invalidSyntax",
         ),
+        // No store can hold U+0000 in text (PostgreSQL refuses it).
+        (
+            "a NUL character in userName",
+            json!({ "schemas": [USER_URN], "userName": "eve\u{0}@north.example" }),
+            400,
+            "invalidValue",
+        ),
+        (
+            "a NUL character in a sub-attribute",
+            json!({ "schemas": [USER_URN], "userName": "eve@north.example",
+                    "name": { "givenName": "E\u{0}ve" } }),
+            400,
+            "invalidValue",
+        ),
     ]
 }
 
@@ -541,6 +555,7 @@ async fn bad_list_parameters_are_400() {
         ("filter=userName%20eq", "invalidFilter"),
         ("filter=userName%20xx%20%22a%22", "invalidFilter"),
         ("filter=shoeSize%20eq%209", "invalidFilter"),
+        ("filter=userName%20eq%20%22a%00b%22", "invalidFilter"),
     ] {
         let reply = app.get(&format!("/Users?{query}")).await;
         expect(&format!("GET /Users?{query}"), &reply, 400, Some(scim_type));
