@@ -142,12 +142,12 @@ pub enum LogFormat {
 #[derive(Clone)]
 pub struct Store {
     /// A store URL: `sqlite://path/to/file.db` (relative to the working directory),
-    /// `sqlite:///absolute/path.db`, or `sqlite::memory:`.
+    /// `sqlite:///absolute/path.db`, `sqlite::memory:`, or `postgres://user@host:5432/db`.
     pub url: String,
 }
 
 impl fmt::Debug for Store {
-    // A future database URL may carry a password: show only its scheme.
+    // A database URL from the environment may carry a password: show only its scheme.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = self.url.split(':').next().unwrap_or("");
         f.debug_struct("Store")
@@ -279,7 +279,7 @@ impl Config {
         };
         let store_url = match file.store.and_then(|store| store.url) {
             Some(url) => {
-                check_store_url(url.get_ref())
+                check_file_store_url(url.get_ref())
                     .map_err(|message| invalid(url.span(), "store.url", message))?;
                 url.into_inner()
             }
@@ -598,13 +598,36 @@ fn passwords(file: PasswordsFile) -> Result<Passwords, (&'static str, String)> {
 }
 
 fn check_store_url(url: &str) -> Result<(), String> {
-    if url.starts_with("sqlite:") {
+    if url.starts_with("sqlite:") || is_postgres_url(url) {
         Ok(())
     } else {
         Err(format!(
-            "`{}` is not a supported store URL: use sqlite://path/to/rollcall.db",
+            "`{}` is not a supported store URL: use sqlite://path/to/rollcall.db or \
+             postgres://user@host:5432/database",
             url.split(':').next().unwrap_or(url)
         ))
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A PostgreSQL URL in the file may not carry a password: secrets come from the environment
+/// (`PGPASSWORD`, or the whole URL in `ROLLCALL_DATABASE_URL`) or a file (`PGPASSFILE`).
+fn check_file_store_url(url: &str) -> Result<(), String> {
+    check_store_url(url)?;
+    let authority = url
+        .split_once("://")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((credentials, _)) if is_postgres_url(url) && credentials.contains(':') => Err(
+            "holds a password: leave it out of this file and set PGPASSWORD, a pgpass file \
+             (PGPASSFILE), or the whole URL in ROLLCALL_DATABASE_URL"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 

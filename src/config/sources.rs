@@ -16,6 +16,9 @@ pub struct Source {
     pub ldap: Ldap,
     /// How often the daemon runs the sync; `None`: only when asked (`rollcall sync`).
     pub interval: Option<Duration>,
+    /// How long a run's lease lasts without renewal: how soon another process (or instance)
+    /// may take over the source from a run that died.
+    pub lease: Duration,
     /// Read only what changed between full runs; `None`: every run reads everything.
     pub incremental: Option<Incremental>,
     /// Generate first passwords (held as pending slips) for the accounts it creates.
@@ -192,6 +195,7 @@ pub(super) struct SourceFile {
     page_size: Option<Spanned<i32>>,
     timeout_secs: Option<u64>,
     interval_minutes: Option<u64>,
+    lease_secs: Option<Spanned<u64>>,
     incremental: Option<bool>,
     full_every_hours: Option<Spanned<u64>>,
     change_attribute: Option<String>,
@@ -440,6 +444,17 @@ pub(super) fn sources(
             }
         };
         let timeout = Duration::from_secs(file.timeout_secs.unwrap_or(30).max(1));
+        let lease = match file.lease_secs {
+            None => 120,
+            Some(secs) if (5..=3600).contains(secs.get_ref()) => secs.into_inner(),
+            Some(secs) => {
+                return Err(fail(
+                    secs.span(),
+                    "lease_secs",
+                    format!("{} is not between 5 and 3600", secs.get_ref()),
+                ));
+            }
+        };
         let full_every = match file.full_every_hours {
             None => 24,
             Some(hours) if *hours.get_ref() >= 1 => hours.into_inner(),
@@ -479,6 +494,7 @@ pub(super) fn sources(
                 .interval_minutes
                 .filter(|&m| m > 0)
                 .map(|m| Duration::from_secs(m * 60)),
+            lease: Duration::from_secs(lease),
             incremental,
             passwords: file.passwords.unwrap_or(true),
             retention_days: file.retention_days.unwrap_or(365),

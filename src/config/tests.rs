@@ -217,9 +217,9 @@ fn a_bad_listen_address_names_server_listen() {
 
 #[test]
 fn an_unsupported_store_url_names_store_url_but_not_its_secrets() {
-    let text = "[store]\nurl = \"postgres://rollcall:hunter2@db.example/rollcall\"\n";
+    let text = "[store]\nurl = \"mysql://rollcall:hunter2@db.example/rollcall\"\n";
     let message = invalid(text, "store.url", 2);
-    assert!(message.contains("`postgres`"), "{message}");
+    assert!(message.contains("`mysql`"), "{message}");
     let shown = parse(text).unwrap_err().to_string();
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(!shown.contains("db.example"), "{shown}");
@@ -228,9 +228,26 @@ fn an_unsupported_store_url_names_store_url_but_not_its_secrets() {
         "sqlite://data/rollcall.db",
         "sqlite:///var/lib/rollcall.db",
         "sqlite::memory:",
+        "postgres://rollcall@db.example:5432/rollcall",
+        "postgresql://db.example/rollcall?sslmode=verify-full",
     ] {
         assert_eq!(valid(&format!("[store]\nurl = \"{url}\"\n")).store.url, url);
     }
+}
+
+#[test]
+fn a_postgres_password_is_refused_in_the_file_but_taken_from_the_environment() {
+    let text = "[store]\nurl = \"postgres://rollcall:hunter2@db.example/rollcall\"\n";
+    let message = invalid(text, "store.url", 2);
+    assert!(message.contains("PGPASSWORD"), "{message}");
+    assert!(!parse(text).unwrap_err().to_string().contains("hunter2"));
+    let mut config = valid("");
+    let url = "postgres://rollcall:hunter2@db.example/rollcall";
+    config
+        .apply_env(environment(&[(env::DATABASE_URL, url)]))
+        .unwrap();
+    assert_eq!(config.store.url, url);
+    assert!(!format!("{config:?}").contains("hunter2"));
 }
 
 #[test]

@@ -2,23 +2,23 @@
 //! account or a disabled one (each costs one argon2 verification, so timing tells nothing
 //! either), and failures throttled per account and per client address.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
 
 use super::Error;
 use crate::config::{self, School};
 use crate::provider::Provider;
-use crate::store::{Actor, Scope, Stamp};
+use crate::store::{Actor, Scope, Stamp, Store};
 
-/// Recent failures per key, in a sliding window. In memory: a restart forgets them.
+/// Failures per key in a sliding window, kept in the store: every process serving log-ins
+/// (several instances on one database) counts the same failures, and a restart forgets none.
 #[derive(Debug)]
 pub struct Limiter {
     config: config::Login,
-    failures: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 impl Limiter {
@@ -37,19 +37,17 @@ impl Limiter {
     }
 
     pub fn new(config: config::Login) -> Limiter {
-        Limiter {
-            config,
-            failures: Mutex::new(HashMap::new()),
-        }
+        Limiter { config }
     }
 
-    /// The keys an attempt counts against, with their limits.
+    /// The keys an attempt counts against (as stored: a digest, since one names an address),
+    /// with their limits.
     fn limits(
         &self,
         school_id: &str,
         user_name: &str,
         address: IpAddr,
-    ) -> [(String, u32, Duration); 2] {
+    ) -> [([u8; 32], u32, Duration); 2] {
         [
             (
                 account_key(school_id, user_name),
@@ -57,7 +55,7 @@ impl Limiter {
                 Duration::from_secs(self.config.account_window_secs),
             ),
             (
-                format!("address\0{address}"),
+                key_digest(&format!("address\0{address}")),
                 self.config.address_failures,
                 Duration::from_secs(self.config.address_window_secs),
             ),
@@ -65,59 +63,70 @@ impl Limiter {
     }
 
     /// How long until another attempt is allowed, if it is not allowed now.
-    fn wait(&self, school_id: &str, user_name: &str, address: IpAddr) -> Option<Duration> {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let mut wait = None;
+    async fn wait(
+        &self,
+        store: &Store,
+        now: OffsetDateTime,
+        school_id: &str,
+        user_name: &str,
+        address: IpAddr,
+    ) -> Result<Option<Duration>, crate::store::Error> {
+        let mut wait: Option<Duration> = None;
         for (key, limit, window) in self.limits(school_id, user_name, address) {
-            let Some(times) = failures.get_mut(&key) else {
-                continue;
-            };
-            while times
-                .front()
-                .is_some_and(|t| now.duration_since(*t) >= window)
+            let (count, oldest) = store.recent_failures(&key, now - window).await?;
+            if count >= i64::from(limit)
+                && let Some(oldest) = oldest
             {
-                times.pop_front();
-            }
-            if times.len() >= limit as usize
-                && let Some(oldest) = times.front()
-            {
-                let until = window.saturating_sub(now.duration_since(*oldest));
-                wait = Some(wait.map_or(until, |w: Duration| w.max(until)));
+                let until = (oldest + window - now).max(time::Duration::ZERO);
+                let until = Duration::try_from(until).unwrap_or_default();
+                wait = Some(wait.map_or(until, |w| w.max(until)));
             }
         }
-        wait
+        Ok(wait)
     }
 
-    fn fail(&self, school_id: &str, user_name: &str, address: IpAddr) {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > 100_000 {
-            // Forget the oldest pressure rather than grow without bound.
-            failures.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(3600))
-            });
-        }
-        for (key, _, _) in self.limits(school_id, user_name, address) {
-            failures.entry(key).or_default().push_back(now);
-        }
+    async fn fail(
+        &self,
+        store: &Store,
+        now: OffsetDateTime,
+        school_id: &str,
+        user_name: &str,
+        address: IpAddr,
+    ) -> Result<(), crate::store::Error> {
+        let limits = self.limits(school_id, user_name, address);
+        let keys: Vec<&[u8]> = limits.iter().map(|(key, _, _)| key.as_slice()).collect();
+        let longest = limits
+            .iter()
+            .map(|(_, _, window)| *window)
+            .max()
+            .unwrap_or_default();
+        store.record_failure(&keys, now, now - longest).await
     }
 
     /// A success clears the account's failures (not the address's).
-    fn succeed(&self, school_id: &str, user_name: &str) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&account_key(school_id, user_name));
+    async fn succeed(
+        &self,
+        store: &Store,
+        school_id: &str,
+        user_name: &str,
+    ) -> Result<(), crate::store::Error> {
+        store
+            .clear_failures(&account_key(school_id, user_name))
+            .await
     }
+}
+
+fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
 }
 
 /// Failures are counted per account whether or not it exists, so a throttled name says
 /// nothing about its existence.
-fn account_key(school_id: &str, user_name: &str) -> String {
-    format!("account\0{school_id}\0{}", user_name.to_lowercase())
+fn account_key(school_id: &str, user_name: &str) -> [u8; 32] {
+    key_digest(&format!(
+        "account\0{school_id}\0{}",
+        user_name.to_lowercase()
+    ))
 }
 
 /// What a log-in attempt answers.
@@ -321,7 +330,12 @@ impl Provider {
         address: IpAddr,
     ) -> Result<AdminVerdict, Error> {
         let key = format!("\0admin\0{user_name}");
-        if let Some(wait) = limiter.wait(school_id, &key, address) {
+        let now = self.clock.now();
+        if let Some(wait) = limiter
+            .wait(&self.store, now, school_id, &key, address)
+            .await
+            .map_err(Error::store)?
+        {
             return Ok(AdminVerdict::Throttled(wait));
         }
         let stored = match self.schools.get(school_id) {
@@ -340,14 +354,20 @@ impl Provider {
             .map_err(|e| Error::Internal(e.to_string()))?;
         match stored {
             Some((admin_id, user_name, _)) if matches => {
-                limiter.succeed(school_id, &key);
+                limiter
+                    .succeed(&self.store, school_id, &key)
+                    .await
+                    .map_err(Error::store)?;
                 Ok(AdminVerdict::Passed {
                     admin_id,
                     user_name,
                 })
             }
             _ => {
-                limiter.fail(school_id, &key, address);
+                limiter
+                    .fail(&self.store, now, school_id, &key, address)
+                    .await
+                    .map_err(Error::store)?;
                 Ok(AdminVerdict::Failed)
             }
         }
@@ -361,7 +381,12 @@ impl Provider {
         password: &str,
         address: IpAddr,
     ) -> Result<Verdict<'_>, Error> {
-        if let Some(wait) = limiter.wait(school_id, user_name, address) {
+        let now = self.clock.now();
+        if let Some(wait) = limiter
+            .wait(&self.store, now, school_id, user_name, address)
+            .await
+            .map_err(Error::store)?
+        {
             return Ok(Verdict::Throttled(wait));
         }
         let school = self.schools.get(school_id);
@@ -382,7 +407,10 @@ impl Provider {
             .map_err(|e| Error::Internal(e.to_string()))?;
         match (school, stored) {
             (Some(school), Some(stored)) if matches && stored.active => {
-                limiter.succeed(school_id, user_name);
+                limiter
+                    .succeed(&self.store, school_id, user_name)
+                    .await
+                    .map_err(Error::store)?;
                 Ok(Verdict::Passed {
                     user_id: stored.user_id,
                     user_name: stored.user_name,
@@ -392,7 +420,10 @@ impl Provider {
                 })
             }
             _ => {
-                limiter.fail(school_id, user_name, address);
+                limiter
+                    .fail(&self.store, now, school_id, user_name, address)
+                    .await
+                    .map_err(Error::store)?;
                 Ok(Verdict::Failed)
             }
         }
@@ -427,35 +458,72 @@ enum Verdict<'a> {
 mod tests {
     use std::net::IpAddr;
 
-    use super::Limiter;
+    use time::OffsetDateTime;
+
+    use super::{Limiter, account_key};
     use crate::config::Login;
+    use crate::store::Store;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
     }
 
-    #[test]
-    fn failures_are_counted_per_account_and_per_address() {
+    #[tokio::test]
+    async fn failures_are_counted_per_account_and_per_address() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
         let limiter = Limiter::new(Login {
             account_failures: 2,
             address_failures: 3,
             ..Login::default()
         });
+        let now = OffsetDateTime::now_utc();
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
-        limiter.fail("north", "SmithJ", a);
-        assert!(limiter.wait("north", "smithj", a).is_none());
-        limiter.fail("north", "smithj", b);
+        let wait = |user: &'static str, address, at| {
+            let (store, limiter) = (&store, &limiter);
+            async move {
+                limiter
+                    .wait(store, at, "north", user, address)
+                    .await
+                    .unwrap()
+            }
+        };
+        limiter
+            .fail(&store, now, "north", "SmithJ", a)
+            .await
+            .unwrap();
+        assert!(wait("smithj", a, now).await.is_none());
+        limiter
+            .fail(&store, now, "north", "smithj", b)
+            .await
+            .unwrap();
         // The account is throttled from every address, whatever the case of its name.
-        assert!(limiter.wait("north", "SMITHJ", ip("192.0.2.9")).is_some());
-        assert!(limiter.wait("south", "smithj", a).is_none());
+        assert!(wait("SMITHJ", ip("192.0.2.9"), now).await.is_some());
+        assert!(
+            limiter
+                .wait(&store, now, "south", "smithj", a)
+                .await
+                .unwrap()
+                .is_none()
+        );
         // A success clears the account, not the address.
-        limiter.succeed("north", "smithj");
-        assert!(limiter.wait("north", "smithj", ip("192.0.2.9")).is_none());
-        limiter.fail("north", "jonesa", a);
-        limiter.fail("north", "browne", a);
-        let wait = limiter.wait("north", "anyone", a).unwrap();
-        assert!(wait.as_secs() <= 900 && wait.as_secs() >= 899, "{wait:?}");
-        assert!(limiter.wait("north", "anyone", b).is_none());
+        limiter.succeed(&store, "north", "smithj").await.unwrap();
+        assert!(wait("smithj", ip("192.0.2.9"), now).await.is_none());
+        limiter
+            .fail(&store, now, "north", "jonesa", a)
+            .await
+            .unwrap();
+        limiter
+            .fail(&store, now, "north", "browne", a)
+            .await
+            .unwrap();
+        let throttled = wait("anyone", a, now).await.unwrap();
+        assert!((899..=900).contains(&throttled.as_secs()), "{throttled:?}");
+        assert!(wait("anyone", b, now).await.is_none());
+        // The window slides: 15 minutes on, the address is free again.
+        let later = now + time::Duration::seconds(901);
+        assert!(wait("anyone", a, later).await.is_none());
+        // No address is stored as it is.
+        assert!(!format!("{:?}", account_key("north", "smithj")).contains("smithj"));
     }
 
     #[test]

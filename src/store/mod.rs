@@ -4,10 +4,13 @@
 //! uniqueness and indexed filters need. It knows nothing of HTTP; the SCIM layer hands it
 //! validated documents ([`NewRecord`]) and filter ASTs, and gets typed [`Error`]s back.
 //!
-//! Today's backend is SQLite ([`sqlite`]); every query goes through [`Store`], so a second
-//! backend slots in behind the same methods.
+//! Two backends, the same methods: SQLite ([`sqlite`], one file, the default) and PostgreSQL
+//! ([`postgres`], for several instances on one database). [`Store`] is either.
 
+mod backends;
+pub mod copy;
 mod filter_sql;
+mod postgres;
 mod sqlite;
 
 use serde_json::{Map, Value};
@@ -16,7 +19,7 @@ use time::OffsetDateTime;
 use crate::scim::filter::{AttrPath, Filter};
 use crate::scim::schema::Kind;
 
-pub use sqlite::Store;
+pub use backends::Store;
 
 /// The highest character, to close a prefix range (`key >= p AND key < p || MAX_CHAR`).
 const MAX_CHAR: char = char::MAX;
@@ -322,6 +325,21 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A store URL fit for messages and logs: any password replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) if credentials.contains(':') => {
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// RFC 3339 with a fixed six-digit fraction, so stored timestamps sort as text.
 pub fn format_time(at: OffsetDateTime) -> String {
     let at = at.to_offset(time::UtcOffset::UTC);
@@ -339,4 +357,26 @@ pub fn format_time(at: OffsetDateTime) -> String {
 
 pub fn parse_time(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_store_url_is_shown_without_its_password() {
+        assert_eq!(
+            redacted("postgres://rollcall:hunter2@db.example:5432/rc"),
+            "postgres://rollcall:***@db.example:5432/rc"
+        );
+        assert_eq!(
+            redacted("postgres://rollcall@db.example/rc"),
+            "postgres://rollcall@db.example/rc"
+        );
+        assert_eq!(
+            redacted("sqlite:///var/lib/rc.db"),
+            "sqlite:///var/lib/rc.db"
+        );
+        assert_eq!(redacted("sqlite::memory:"), "sqlite::memory:");
+    }
 }

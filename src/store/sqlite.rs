@@ -17,7 +17,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool, Transaction}
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use super::filter_sql::{self, Bind};
+use super::filter_sql::{self, Bind, Dialect};
 use super::{
     Actor, Error, Link, MAX_CHAR, NewRecord, PendingSlip, Query, Record, Result, Scope, Stamp,
     Token, UserName, format_time, parse_time,
@@ -92,6 +92,11 @@ impl Store {
             pool,
             writer: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// The pool, for copying between stores.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -204,10 +209,13 @@ impl Store {
         let mut binds = vec![Bind::Text(scope.school_id.clone())];
         let mut where_clause = "r.school_id = ?1".to_owned();
         if let Some(filter) = &query.filter {
-            let condition =
-                filter_sql::lower(registry, kind, filter).map_err(Error::InvalidFilter)?;
+            let condition = filter_sql::lower(registry, kind, filter, Dialect::Sqlite)
+                .map_err(Error::InvalidFilter)?;
             // The filter numbers its markers from ?1; shift them past the school's.
-            where_clause.push_str(&format!(" AND ({})", renumber(&condition.text, 1)));
+            where_clause.push_str(&format!(
+                " AND ({})",
+                filter_sql::renumber(&condition.text, 1, Dialect::Sqlite)
+            ));
             binds.extend(condition.binds);
         }
         let filter_binds = binds.len();
@@ -228,11 +236,11 @@ impl Store {
         }
         let mut order = String::new();
         if let Some(sort_by) = &query.sort_by {
-            let key =
-                filter_sql::sort_key(registry, kind, sort_by).map_err(Error::InvalidFilter)?;
+            let key = filter_sql::sort_key(registry, kind, sort_by, Dialect::Sqlite)
+                .map_err(Error::InvalidFilter)?;
             order = format!(
                 "{} {}, ",
-                renumber(&key.text, binds.len()),
+                filter_sql::renumber(&key.text, binds.len(), Dialect::Sqlite),
                 if query.descending { "DESC" } else { "ASC" }
             );
             binds.extend(key.binds);
@@ -484,29 +492,6 @@ async fn delete(
         &format_time(stamp.at),
     )
     .await
-}
-
-/// Shifts `?N` markers of a fragment by `by`, so it can follow `by` earlier parameters.
-fn renumber(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut chars = sql.char_indices().peekable();
-    let mut in_string = false;
-    while let Some((_, c)) = chars.next() {
-        out.push(c);
-        if c == '\'' {
-            in_string = !in_string;
-        }
-        if c == '?' && !in_string {
-            let mut digits = String::new();
-            while let Some(&(_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
-                digits.push(d);
-                chars.next();
-            }
-            let n: usize = digits.parse().unwrap_or(0);
-            out.push_str(&(n + by).to_string());
-        }
-    }
-    out
 }
 
 fn bind_scalar<'q, O>(
@@ -1134,17 +1119,4 @@ fn token_from_row(row: &SqliteRow) -> Result<Token> {
         created: time_column(row, "created_at")?,
         revoked: revoked.as_deref().and_then(parse_time),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::renumber;
-
-    #[test]
-    fn renumber_shifts_markers_outside_strings() {
-        assert_eq!(
-            renumber("a = ?1 AND b = ?12 AND c = '?1'", 2),
-            "a = ?3 AND b = ?14 AND c = '?1'"
-        );
-    }
 }

@@ -119,10 +119,6 @@ struct Held {
 /// Steps of a long run, for the command line.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
-/// A run's lease lasts this long and is renewed at a third of it, so a run that dies (killed,
-/// or its daemon stopped) frees its source within this time.
-const LEASE: Duration = Duration::from_secs(120);
-
 /// Runs a source once and records the run (failures too).
 pub async fn run(
     provider: &Provider,
@@ -138,12 +134,15 @@ pub async fn run(
     };
     let started = provider.clock.now();
     let holder = format!("{}:{}", std::process::id(), uuid::Uuid::now_v7());
+    // The lease (`lease_secs`) is renewed at a third of its length, so a run that dies (killed,
+    // or its daemon stopped) frees its source within one lease.
+    let lease = source.lease;
     let renewing = if mode == Mode::DryRun {
         None
     } else {
         if !provider
             .store
-            .take_lease(&scope, &holder, started, started + LEASE)
+            .take_lease(&scope, &holder, started, started + lease)
             .await?
         {
             return Err(Error::Busy(source.id.clone()));
@@ -151,11 +150,11 @@ pub async fn run(
         let (provider, scope, holder) = (provider.clone(), scope.clone(), holder.clone());
         Some(AbortOnDrop(tokio::spawn(async move {
             loop {
-                tokio::time::sleep(LEASE / 3).await;
+                tokio::time::sleep(lease / 3).await;
                 let now = provider.clock.now();
                 match provider
                     .store
-                    .take_lease(&scope, &holder, now, now + LEASE)
+                    .take_lease(&scope, &holder, now, now + lease)
                     .await
                 {
                     Ok(true) => {}

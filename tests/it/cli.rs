@@ -393,15 +393,38 @@ fn the_database_url_variable_overrides_the_file() {
 
     let output = setup
         .command(&["check-config"])
-        .env("ROLLCALL_DATABASE_URL", "postgres://db.example/rollcall")
+        .env(
+            "ROLLCALL_DATABASE_URL",
+            "mysql://rollcall:hunter2@db.example/rollcall",
+        )
         .output()
         .unwrap();
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(message.contains("ROLLCALL_DATABASE_URL"), "{message}");
-    assert!(message.contains("postgres"), "{message}");
-    // The URL's host (and any password in it) is not echoed.
-    assert!(!message.contains("db.example"), "{message}");
+    assert!(message.contains("mysql"), "{message}");
+    // The URL's host and password are not echoed.
+    assert!(
+        !message.contains("db.example") && !message.contains("hunter2"),
+        "{message}"
+    );
+
+    // A PostgreSQL URL is taken; one that answers nothing fails to open, its password unshown.
+    let output = setup
+        .command(&["check-config"])
+        .env(
+            "ROLLCALL_DATABASE_URL",
+            "postgres://rollcall:hunter2@127.0.0.1:9/rollcall",
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(
+        message.contains("postgres://rollcall:***@127.0.0.1:9/rollcall"),
+        "{message}"
+    );
+    assert!(!message.contains("hunter2"), "{message}");
 
     let output = setup
         .command(&["check-config"])

@@ -1,4 +1,8 @@
 //! `TestApp::start()` gives each test its own daemon, store and tokens.
+//!
+//! The store is SQLite (a file in a temporary directory) unless `ROLLCALL_TEST_STORE=postgres`:
+//! then each app gets a fresh PostgreSQL database of its own (see `postgres.rs`), so that this
+//! suite is the store contract for both backends (`scripts/test.sh` runs it on each).
 
 use std::path::Path;
 
@@ -7,6 +11,8 @@ use rollcall::clock::Clock;
 use rollcall::config::Config;
 use serde_json::Value;
 use tokio::sync::oneshot;
+
+use crate::postgres::TestDatabase;
 
 pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -30,6 +36,18 @@ pub struct TestApp {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), rollcall::Error>>>,
     _dir: tempfile::TempDir,
+    /// The app's PostgreSQL database, dropped with the app (`None` on SQLite).
+    database: Option<TestDatabase>,
+}
+
+/// Which backend `TestApp` runs on, from `ROLLCALL_TEST_STORE` (`sqlite`, the default, or
+/// `postgres`).
+pub fn test_store() -> &'static str {
+    match std::env::var("ROLLCALL_TEST_STORE").as_deref() {
+        Err(_) | Ok("" | "sqlite") => "sqlite",
+        Ok("postgres") => "postgres",
+        Ok(other) => panic!("ROLLCALL_TEST_STORE={other}: use sqlite or postgres"),
+    }
 }
 
 /// A response: status, headers and the JSON body (`Value::Null` when empty).
@@ -70,7 +88,13 @@ impl Reply {
     }
 }
 
+/// The test configuration with its store in this SQLite file.
 pub fn config_text(db: &Path) -> String {
+    config_text_with_store(&format!("sqlite://{}", db.display()))
+}
+
+/// The test configuration (schools `north` and `south`) with this `[store] url`.
+pub fn config_text_with_store(store_url: &str) -> String {
     format!(
         r#"
 [server]
@@ -78,7 +102,7 @@ listen = "127.0.0.1:0"
 shutdown_grace_secs = 5
 
 [store]
-url = "sqlite://{}"
+url = "{store_url}"
 
 [[schools]]
 id = "north"
@@ -110,8 +134,7 @@ name = "South School"
 kind = "words"
 words = 3
 digits = 2
-"#,
-        db.display()
+"#
     )
 }
 
@@ -123,7 +146,14 @@ impl TestApp {
     /// A daemon whose configuration is `edit` applied to [`config_text`].
     pub async fn start_with(edit: impl FnOnce(String) -> String) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let text = edit(config_text(&dir.path().join("rollcall.db")));
+        let database = match test_store() {
+            "postgres" => Some(TestDatabase::create().await),
+            _ => None,
+        };
+        let text = edit(match &database {
+            Some(database) => config_text_with_store(&database.url),
+            None => config_text(&dir.path().join("rollcall.db")),
+        });
         let config = Config::parse(&text, dir.path()).expect("test config");
         let state = rollcall::state(&config, Clock::system())
             .await
@@ -175,11 +205,16 @@ impl TestApp {
             shutdown: Some(tx),
             server: Some(server),
             _dir: dir,
+            database,
         }
     }
 
-    /// Whether the store's files (database and WAL) hold these bytes anywhere.
+    /// Whether the store holds these bytes anywhere: on SQLite in its files (database and WAL),
+    /// on PostgreSQL in any table's rows as text (or, for BYTEA, their hex form).
     pub fn store_holds(&self, needle: &str) -> bool {
+        if let Some(database) = &self.database {
+            return database.holds(needle);
+        }
         ["rollcall.db", "rollcall.db-wal"].iter().any(|name| {
             std::fs::read(self._dir.path().join(name)).is_ok_and(|bytes| {
                 bytes
@@ -358,7 +393,8 @@ impl TestApp {
         reply.body
     }
 
-    /// Stops the daemon and waits for it.
+    /// Stops the daemon and waits for it; on PostgreSQL, then closes the pool and drops the
+    /// app's database.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -366,10 +402,16 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("join").expect("server result");
         }
+        if let Some(database) = self.database.take() {
+            self.state.provider.store.close().await;
+            database.drop_now().await;
+        }
     }
 }
 
 impl Drop for TestApp {
+    /// A test that panics (or never calls `stop`) still stops its daemon and, on PostgreSQL,
+    /// drops its database (`TestDatabase`'s own drop, which ends any connection left).
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -1,5 +1,6 @@
 //! Integration tests: the daemon runs in-process on 127.0.0.1 (port 0) on a fresh SQLite
-//! store, and the tests talk to it over HTTP like any SCIM client.
+//! store (or, with `ROLLCALL_TEST_STORE=postgres`, a fresh PostgreSQL database), and the tests
+//! talk to it over HTTP like any SCIM client.
 
 mod audit;
 mod bad_input;
@@ -16,9 +17,11 @@ mod discovery;
 mod filters;
 mod harness;
 mod import;
+mod instances;
 mod isolation;
 mod ldap;
 mod listing;
+mod postgres;
 mod slapd;
 mod smoke;
 mod sync;

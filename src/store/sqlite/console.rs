@@ -152,4 +152,52 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// How many failures `key` has had after `since`, and when the oldest of them was.
+    pub async fn recent_failures(
+        &self,
+        key: &[u8],
+        since: OffsetDateTime,
+    ) -> Result<(i64, Option<OffsetDateTime>)> {
+        let row =
+            sqlx::query("SELECT count(*), min(at) FROM login_failures WHERE key = ?1 AND at > ?2")
+                .bind(key)
+                .bind(format_time(since))
+                .fetch_one(&self.pool)
+                .await?;
+        let oldest: Option<String> = row.try_get(1)?;
+        Ok((row.try_get(0)?, oldest.as_deref().and_then(parse_time)))
+    }
+
+    /// Records a failure against each key, and forgets every failure from before `forget`.
+    pub async fn record_failure(
+        &self,
+        keys: &[&[u8]],
+        at: OffsetDateTime,
+        forget: OffsetDateTime,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO login_failures (key, at) VALUES (?1, ?2)")
+                .bind(*key)
+                .bind(format_time(at))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM login_failures WHERE at <= ?1")
+            .bind(format_time(forget))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets a key's failures (a successful log-in).
+    pub async fn clear_failures(&self, key: &[u8]) -> Result<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 }

@@ -1,0 +1,903 @@
+//! The PostgreSQL backend: several rollcall instances on one database.
+//!
+//! The SQL and the meaning of every method follow the SQLite backend ([`super::sqlite`]). What
+//! differs is how writes are kept apart: instead of SQLite's one writer, each write transaction
+//! first takes a transaction-level advisory lock on its school (`pg_advisory_xact_lock`), held
+//! until it commits or rolls back, so that read-check-write sequences (settling a username,
+//! checking a version) see no other instance's write in between. Writes of different schools run
+//! side by side. Migrations run under sqlx's own advisory lock, so instances starting together
+//! take turns.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row, Transaction};
+use time::OffsetDateTime;
+
+use super::filter_sql::Bind;
+use super::{
+    Actor, Error, Link, MAX_CHAR, NewRecord, PendingSlip, Record, Result, Scope, Stamp, Token,
+    UserName, format_time, parse_time,
+};
+use crate::credentials::username;
+use crate::scim::schema::Kind;
+
+mod accounts;
+mod console;
+mod core;
+mod sync;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    pub async fn open(url: &str) -> Result<Store> {
+        let open_error = |source| Error::Open {
+            url: super::redacted(url),
+            source,
+        };
+        let options = PgConnectOptions::from_str(url).map_err(open_error)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .connect_with(options)
+            .await
+            .map_err(open_error)?;
+        MIGRATIONS.run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// The pool, for copying between stores.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction on one school's data, holding the school's advisory lock from its
+    /// first statement until it ends.
+    async fn write(&self, school_id: &str) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('rollcall school ' || $1, 0))")
+            .bind(school_id)
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
+    }
+}
+
+// --- Transaction-level helpers, shared by the backend's files (the SQLite backend's, ported) ---
+
+pub(in crate::store::postgres) fn table(kind: Kind) -> &'static str {
+    match kind {
+        Kind::User => "users",
+        Kind::Group => "groups",
+    }
+}
+
+/// Rows per multi-row INSERT: well inside PostgreSQL's 65,535 bound parameters.
+pub(in crate::store::postgres) const CHUNK: usize = 500;
+
+/// Replaces a resource's document. `expected_version`, when given, guards against lost
+/// updates: the write happens only if the stored version still equals it.
+pub(in crate::store::postgres) async fn replace(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+    new: &NewRecord,
+    stamp: Stamp<'_>,
+) -> Result<()> {
+    let before = current(tx, scope, kind, id, expected_version).await?;
+    let before = audited(tx, kind, id, &before).await?;
+    let data = Value::Object(new.data.clone()).to_string();
+    let now = format_time(stamp.at);
+    let updated = match kind {
+        Kind::User => {
+            sqlx::query(
+                "UPDATE users SET user_name = $3, user_name_key = $4, external_id = $5, \
+                 active = $6, data = $7, password_hash = coalesce($8, password_hash), \
+                 must_change = CASE WHEN $8::text IS NULL THEN must_change ELSE $10 END, \
+                 password_set_at = CASE WHEN $8::text IS NULL THEN password_set_at ELSE $9 END, \
+                 modified_at = $9, version = version + 1 WHERE school_id = $1 AND id = $2",
+            )
+            .bind(&scope.school_id)
+            .bind(id)
+            .bind(&new.index.name)
+            .bind(new.index.name.to_lowercase())
+            .bind(&new.index.external_id)
+            .bind(new.index.active)
+            .bind(&data)
+            .bind(&new.password_hash)
+            .bind(&now)
+            .bind(new.must_change)
+            .execute(&mut **tx)
+            .await
+        }
+        Kind::Group => {
+            sqlx::query(
+                "UPDATE groups SET display_name = $3, display_name_key = $4, external_id = $5, \
+                 data = $6, modified_at = $7, version = version + 1 \
+                 WHERE school_id = $1 AND id = $2",
+            )
+            .bind(&scope.school_id)
+            .bind(id)
+            .bind(&new.index.name)
+            .bind(new.index.name.to_lowercase())
+            .bind(&new.index.external_id)
+            .bind(&data)
+            .bind(&now)
+            .execute(&mut **tx)
+            .await
+        }
+    };
+    updated.map_err(|e| conflict(e, kind, &new.index.name))?;
+    write_dependents(tx, scope, kind, id, new, false).await?;
+    if new.password_hash.is_some() {
+        // The slip's password no longer works.
+        sqlx::query("DELETE FROM pending_slips WHERE user_id = $1")
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let after = audited(tx, kind, id, &data).await?;
+    audit(
+        tx,
+        scope,
+        stamp.actor,
+        "replace",
+        kind,
+        id,
+        Some(&before),
+        Some(&after),
+        &now,
+    )
+    .await
+}
+
+pub(in crate::store::postgres) async fn delete(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+    stamp: Stamp<'_>,
+) -> Result<()> {
+    let before = current(tx, scope, kind, id, expected_version).await?;
+    let before = audited(tx, kind, id, &before).await?;
+    sqlx::query("DELETE FROM group_members WHERE member_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    if kind == Kind::User {
+        sqlx::query(
+            "INSERT INTO retired_user_names (school_id, user_name_key, retired_at) \
+             SELECT school_id, user_name_key, $3 FROM users WHERE school_id = $1 AND id = $2 \
+             ON CONFLICT (school_id, user_name_key) DO UPDATE SET retired_at = excluded.retired_at",
+        )
+        .bind(&scope.school_id)
+        .bind(id)
+        .bind(format_time(stamp.at))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(&format!(
+        "DELETE FROM {} WHERE school_id = $1 AND id = $2",
+        table(kind)
+    ))
+    .bind(&scope.school_id)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    audit(
+        tx,
+        scope,
+        stamp.actor,
+        "delete",
+        kind,
+        id,
+        Some(&before),
+        None,
+        &format_time(stamp.at),
+    )
+    .await
+}
+
+pub(in crate::store::postgres) fn bind_scalar<'q, O>(
+    mut query: sqlx::query::QueryScalar<'q, Postgres, O, PgArguments>,
+    binds: &'q [Bind],
+) -> sqlx::query::QueryScalar<'q, Postgres, O, PgArguments>
+where
+    O: Send + Unpin,
+    (O,): for<'r> sqlx::FromRow<'r, PgRow>,
+{
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text.as_str()),
+            Bind::Int(i) => query.bind(*i),
+            Bind::Float(f) => query.bind(*f),
+        };
+    }
+    query
+}
+
+pub(in crate::store::postgres) fn bind_rows<'q>(
+    mut query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    for bind in binds {
+        query = match bind {
+            Bind::Text(text) => query.bind(text.as_str()),
+            Bind::Int(i) => query.bind(*i),
+            Bind::Float(f) => query.bind(*f),
+        };
+    }
+    query
+}
+
+/// A column holding a resource's links as a JSON array of `[id, type, display]` (text, NULL
+/// when there are none): a group's members, or the groups a user belongs to. One correlated
+/// subquery, so a page of resources and their memberships come back in one round trip. Ordered
+/// by bytes (`COLLATE "C"`), as SQLite orders them, whatever the database's collation.
+pub(in crate::store::postgres) fn links_column(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Group => {
+            "(SELECT json_agg(json_build_array(x.member_id, x.member_type, NULL::text) \
+              ORDER BY x.member_id COLLATE \"C\")::text \
+              FROM group_members x WHERE x.group_id = r.id) AS links"
+        }
+        Kind::User => {
+            "(SELECT json_agg(json_build_array(g.id, 'Group', g.display_name) \
+              ORDER BY g.display_name_key COLLATE \"C\")::text \
+              FROM group_members m JOIN groups g ON g.id = m.group_id \
+              WHERE m.member_id = r.id) AS links"
+        }
+    }
+}
+
+/// Inserts a resource with its dependents, its credential and its audit event.
+pub(in crate::store::postgres) async fn insert(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    new: &NewRecord,
+    stamp: Stamp<'_>,
+) -> Result<String> {
+    if kind == Kind::User {
+        let mut names = insert_users(tx, scope, &[(id, new)], stamp).await?;
+        return names.pop().ok_or(Error::NotFound);
+    }
+    let now = format_time(stamp.at);
+    let name = &new.index.name;
+    let data = Value::Object(new.data.clone()).to_string();
+    sqlx::query(
+        "INSERT INTO groups (id, school_id, source, display_name, display_name_key, \
+         external_id, data, created_at, modified_at, version) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, 1)",
+    )
+    .bind(id)
+    .bind(&scope.school_id)
+    .bind(&scope.source)
+    .bind(name)
+    .bind(name.to_lowercase())
+    .bind(&new.index.external_id)
+    .bind(&data)
+    .bind(&now)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| conflict(e, kind, name))?;
+    write_dependents(tx, scope, kind, id, new, true).await?;
+    let after = audited(tx, kind, id, &data).await?;
+    audit(
+        tx,
+        scope,
+        stamp.actor,
+        "create",
+        kind,
+        id,
+        None,
+        Some(&after),
+        &now,
+    )
+    .await?;
+    Ok(name.clone())
+}
+
+/// Inserts new users with their e-mail keys, credentials, slips and audit events; returns the
+/// `userName` each got. Names are settled one by one (explicit ones first, then in order), then
+/// the rows are written with multi-row INSERTs.
+pub(in crate::store::postgres) async fn insert_users(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    accounts: &[(&str, &NewRecord)],
+    stamp: Stamp<'_>,
+) -> Result<Vec<String>> {
+    let now = format_time(stamp.at);
+    // Reading every name of the school pays off from the second account on.
+    let mut names = match accounts.len() {
+        0 | 1 => None,
+        _ => Some(Names::load(tx, &scope.school_id, "").await?),
+    };
+    // Explicit names first, so a generated one never takes a name another row asks for.
+    let mut settled: Vec<Option<String>> = vec![None; accounts.len()];
+    for generated in [false, true] {
+        for (slot, &(_, new)) in settled.iter_mut().zip(accounts) {
+            if matches!(new.user_name, UserName::Generate { .. }) == generated {
+                *slot = Some(settle_user_name(tx, scope, new, names.as_mut()).await?);
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(accounts.len());
+    for (&(id, new), name) in accounts.iter().zip(settled.into_iter().flatten()) {
+        let mut data = new.data.clone();
+        data.insert("userName".into(), Value::String(name.clone()));
+        rows.push((id, new, name, Value::Object(data).to_string()));
+    }
+    for chunk in rows.chunks(CHUNK) {
+        let mut users = QueryBuilder::<Postgres>::new(
+            "INSERT INTO users (id, school_id, source, user_name, user_name_key, external_id, \
+             active, data, password_hash, must_change, password_set_at, created_at, \
+             modified_at, version) ",
+        );
+        users.push_values(chunk, |mut row, (id, new, name, data)| {
+            row.push_bind(*id)
+                .push_bind(&scope.school_id)
+                .push_bind(&scope.source)
+                .push_bind(name)
+                .push_bind(name.to_lowercase())
+                .push_bind(&new.index.external_id)
+                .push_bind(new.index.active)
+                .push_bind(data)
+                .push_bind(&new.password_hash)
+                .push_bind(new.password_hash.is_some() && new.must_change)
+                .push_bind(new.password_hash.as_ref().map(|_| &now))
+                .push_bind(&now)
+                .push_bind(&now)
+                .push_bind(1_i64);
+        });
+        users.build().execute(&mut **tx).await.map_err(|e| {
+            let name = chunk.first().map(|row| row.2.as_str()).unwrap_or_default();
+            conflict(e, Kind::User, if chunk.len() == 1 { name } else { "" })
+        })?;
+        let emails: Vec<(&str, &Option<String>, &String)> = chunk
+            .iter()
+            .flat_map(|(id, new, ..)| {
+                new.index
+                    .emails
+                    .iter()
+                    .map(move |(kind, value)| (*id, kind, value))
+            })
+            .collect();
+        for emails in emails.chunks(CHUNK) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO user_emails (user_id, school_id, type_key, value_key) ",
+            );
+            insert.push_values(emails, |mut row, (id, kind, value)| {
+                row.push_bind(*id)
+                    .push_bind(&scope.school_id)
+                    .push_bind(kind.as_ref().map(|k| k.to_lowercase()))
+                    .push_bind(value.to_lowercase());
+            });
+            insert.build().execute(&mut **tx).await?;
+        }
+        let mut events = QueryBuilder::<Postgres>::new(
+            "INSERT INTO audit_events (school_id, at, actor, source, request_id, action, \
+             resource_type, resource_id, before, after) ",
+        );
+        events.push_values(chunk, |mut row, (id, _, _, data)| {
+            row.push_bind(&scope.school_id)
+                .push_bind(&now)
+                .push_bind(&stamp.actor.name)
+                .push_bind(&scope.source)
+                .push_bind(&stamp.actor.request_id)
+                .push_bind("create")
+                .push_bind(Kind::User.name())
+                .push_bind(*id)
+                .push_bind(None::<&str>)
+                .push_bind(data);
+        });
+        events.build().execute(&mut **tx).await?;
+        // The slips in one statement too (each id once: they are new users' ids).
+        let slips: Vec<(&str, &PendingSlip)> = chunk
+            .iter()
+            .filter_map(|(id, new, ..)| Some((*id, new.slip.as_ref()?)))
+            .collect();
+        if !slips.is_empty() {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO pending_slips (user_id, school_id, sealed, created_at, expires_at) ",
+            );
+            insert.push_values(&slips, |mut row, (id, slip)| {
+                row.push_bind(*id)
+                    .push_bind(&scope.school_id)
+                    .push_bind(&slip.sealed)
+                    .push_bind(&now)
+                    .push_bind(format_time(slip.expires));
+            });
+            insert.push(
+                " ON CONFLICT (user_id) DO UPDATE SET sealed = excluded.sealed, \
+                 created_at = excluded.created_at, expires_at = excluded.expires_at",
+            );
+            insert.build().execute(&mut **tx).await?;
+        }
+    }
+    Ok(rows.into_iter().map(|(_, _, name, _)| name).collect())
+}
+
+/// The usernames of a school, in use and retired, that a transaction settles names against:
+/// those sharing one name's prefix, or every one for a transaction that creates many accounts
+/// (a class import), kept up to date as it inserts instead of one query per account. Valid
+/// because the transaction holds the school's advisory lock.
+pub(in crate::store::postgres) struct Names {
+    in_use: HashSet<String>,
+    /// Retired name → when.
+    retired: HashMap<String, String>,
+}
+
+impl Names {
+    /// The school's names starting with `prefix` (all of them for ""): one indexed range
+    /// query on each table, comparing bytes (`COLLATE "C"`) as SQLite does, so that a
+    /// database collation cannot leave a name sharing the prefix out of the range.
+    pub(in crate::store::postgres) async fn load(
+        tx: &mut Transaction<'static, Postgres>,
+        school_id: &str,
+        prefix: &str,
+    ) -> Result<Names> {
+        let end = format!("{prefix}{MAX_CHAR}");
+        let in_use: Vec<String> = sqlx::query_scalar(
+            "SELECT user_name_key FROM users WHERE school_id = $1 \
+             AND user_name_key COLLATE \"C\" >= $2 AND user_name_key COLLATE \"C\" < $3",
+        )
+        .bind(school_id)
+        .bind(prefix)
+        .bind(&end)
+        .fetch_all(&mut **tx)
+        .await?;
+        let retired: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_name_key, retired_at FROM retired_user_names WHERE school_id = $1 \
+             AND user_name_key COLLATE \"C\" >= $2 AND user_name_key COLLATE \"C\" < $3",
+        )
+        .bind(school_id)
+        .bind(prefix)
+        .bind(&end)
+        .fetch_all(&mut **tx)
+        .await?;
+        Ok(Names {
+            in_use: in_use.into_iter().collect(),
+            retired: retired.into_iter().collect(),
+        })
+    }
+
+    fn taken(&self, key: &str, retired_after: &str) -> bool {
+        self.in_use.contains(key)
+            || self
+                .retired
+                .get(key)
+                .is_some_and(|at| at.as_str() > retired_after)
+    }
+}
+
+/// The `userName` a new user gets, decided under the school's lock.
+pub(in crate::store::postgres) async fn settle_user_name(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    new: &NewRecord,
+    names: Option<&mut Names>,
+) -> Result<String> {
+    let name = settle(tx, scope, new, names.as_deref()).await?;
+    if let Some(names) = names {
+        names.in_use.insert(name.to_lowercase());
+    }
+    Ok(name)
+}
+
+pub(in crate::store::postgres) async fn settle(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    new: &NewRecord,
+    names: Option<&Names>,
+) -> Result<String> {
+    match &new.user_name {
+        UserName::AsGiven | UserName::Checked { .. }
+            if names.is_some_and(|names| names.in_use.contains(&new.index.name.to_lowercase())) =>
+        {
+            Err(Error::Conflict {
+                field: "userName",
+                value: new.index.name.clone(),
+            })
+        }
+        UserName::AsGiven => Ok(new.index.name.clone()),
+        UserName::Checked { retired_after } => {
+            let key = new.index.name.to_lowercase();
+            let retired: Option<String> = sqlx::query_scalar(
+                "SELECT retired_at FROM retired_user_names \
+                 WHERE school_id = $1 AND user_name_key = $2 AND retired_at > $3",
+            )
+            .bind(&scope.school_id)
+            .bind(&key)
+            .bind(format_time(*retired_after))
+            .fetch_optional(&mut **tx)
+            .await?;
+            match retired {
+                Some(retired) => Err(Error::Retired {
+                    value: new.index.name.clone(),
+                    retired: retired.get(..10).unwrap_or(&retired).to_owned(),
+                }),
+                None => Ok(new.index.name.clone()),
+            }
+        }
+        UserName::Generate {
+            base,
+            max_len,
+            reserved,
+            retired_after,
+        } => {
+            // Without the transaction's names, only those that could clash with `base`.
+            let like;
+            let names = match names {
+                Some(names) => names,
+                None => {
+                    let prefix = username::candidate_prefix(base, *max_len);
+                    like = Names::load(tx, &scope.school_id, prefix).await?;
+                    &like
+                }
+            };
+            let after = format_time(*retired_after);
+            let free = username::first_free(base, *max_len, |candidate| {
+                names.taken(candidate, &after) || username::is_reserved(candidate, reserved)
+            });
+            free.ok_or_else(|| Error::NamesExhausted(base.clone()))
+        }
+    }
+}
+
+pub(in crate::store::postgres) async fn write_slip(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    user_id: &str,
+    slip: &PendingSlip,
+    now: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO pending_slips (user_id, school_id, sealed, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+         sealed = excluded.sealed, created_at = excluded.created_at, \
+         expires_at = excluded.expires_at",
+    )
+    .bind(user_id)
+    .bind(&scope.school_id)
+    .bind(&slip.sealed)
+    .bind(now)
+    .bind(format_time(slip.expires))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(in crate::store::postgres) async fn fetch(
+    conn: &mut PgConnection,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+) -> Result<Record> {
+    let sql = format!(
+        "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {} FROM {} r \
+         WHERE r.school_id = $1 AND r.id = $2",
+        links_column(kind),
+        table(kind)
+    );
+    let row = sqlx::query(&sql)
+        .bind(&scope.school_id)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::NotFound)?;
+    record_from_row(&row)
+}
+
+/// Reads the stored document under the school's lock and checks the expected version.
+pub(in crate::store::postgres) async fn current(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    expected_version: Option<i64>,
+) -> Result<String> {
+    let row = sqlx::query(&format!(
+        "SELECT data, version, source FROM {} WHERE school_id = $1 AND id = $2",
+        table(kind)
+    ))
+    .bind(&scope.school_id)
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let version: i64 = row.try_get(1)?;
+    if let Some(expected) = expected_version.filter(|&expected| expected != version) {
+        return Err(Error::VersionMismatch { expected });
+    }
+    let source: String = row.try_get(2)?;
+    if source != scope.source {
+        return Err(Error::OwnedBy(source));
+    }
+    Ok(row.try_get(0)?)
+}
+
+/// E-mail keys and memberships, rewritten from the new document (`fresh`: a new resource,
+/// which has none yet).
+pub(in crate::store::postgres) async fn write_dependents(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    kind: Kind,
+    id: &str,
+    new: &NewRecord,
+    fresh: bool,
+) -> Result<()> {
+    match kind {
+        Kind::User => {
+            if !fresh {
+                sqlx::query("DELETE FROM user_emails WHERE user_id = $1")
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for (kind, value) in &new.index.emails {
+                sqlx::query(
+                    "INSERT INTO user_emails (user_id, school_id, type_key, value_key) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(&scope.school_id)
+                .bind(kind.as_ref().map(|k| k.to_lowercase()))
+                .bind(value.to_lowercase())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Kind::Group => {
+            let Some(members) = &new.members else {
+                return Ok(());
+            };
+            // Write only the difference: identity systems add members one PATCH at a time, and
+            // rewriting a 2,000-member group for each would be quadratic.
+            let existing: HashSet<String> =
+                sqlx::query_scalar("SELECT member_id FROM group_members WHERE group_id = $1")
+                    .bind(id)
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let wanted: HashSet<&str> = members.iter().map(String::as_str).collect();
+            let gone: Vec<&str> = existing
+                .iter()
+                .map(String::as_str)
+                .filter(|m| !wanted.contains(m))
+                .collect();
+            if !gone.is_empty() {
+                sqlx::query(
+                    "DELETE FROM group_members WHERE group_id = $1 AND member_id = ANY($2)",
+                )
+                .bind(id)
+                .bind(&gone)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let joining: Vec<&str> = members
+                .iter()
+                .map(String::as_str)
+                .filter(|m| !existing.contains(*m))
+                .collect();
+            if joining.is_empty() {
+                return Ok(());
+            }
+            // One round trip for the members' types and one for their rows, not two per member;
+            // the first bad member (in the document's order) is the error, as one by one.
+            let found: Vec<(String, String)> = sqlx::query_as(
+                "SELECT id, 'User'::text FROM users WHERE school_id = $1 AND id = ANY($2) \
+                 UNION ALL SELECT id, 'Group'::text FROM groups WHERE school_id = $1 AND id = ANY($2)",
+            )
+            .bind(&scope.school_id)
+            .bind(&joining)
+            .fetch_all(&mut **tx)
+            .await?;
+            let mut types: HashMap<String, String> = HashMap::with_capacity(found.len());
+            for (member, member_type) in found {
+                // An id in both tables is taken for a user, as the lookup one by one did.
+                types
+                    .entry(member)
+                    .and_modify(|t| {
+                        if member_type == "User" {
+                            t.clone_from(&member_type);
+                        }
+                    })
+                    .or_insert(member_type);
+            }
+            let mut member_types = Vec::with_capacity(joining.len());
+            for member in &joining {
+                if *member == id {
+                    return Err(Error::UnknownMember(format!(
+                        "{member} (a group cannot contain itself)"
+                    )));
+                }
+                let member_type = types
+                    .get(*member)
+                    .ok_or_else(|| Error::UnknownMember((*member).to_owned()))?;
+                member_types.push(member_type.as_str());
+            }
+            sqlx::query(
+                "INSERT INTO group_members (group_id, member_id, member_type) \
+                 SELECT $1, m.id, m.type FROM unnest($2::text[], $3::text[]) AS m(id, type) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(&joining)
+            .bind(&member_types)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The document an audit event records. A group's members live in `group_members`, not in its
+/// `data`, so they are added here: otherwise adding or removing a member would be recorded
+/// with identical before and after documents.
+pub(in crate::store::postgres) async fn audited(
+    tx: &mut Transaction<'static, Postgres>,
+    kind: Kind,
+    id: &str,
+    data: &str,
+) -> Result<String> {
+    if kind != Kind::Group {
+        return Ok(data.to_owned());
+    }
+    let members: Vec<String> = sqlx::query_scalar(
+        "SELECT member_id FROM group_members WHERE group_id = $1 ORDER BY member_id COLLATE \"C\"",
+    )
+    .bind(id)
+    .fetch_all(&mut **tx)
+    .await?;
+    if members.is_empty() {
+        return Ok(data.to_owned());
+    }
+    let mut document: Map<String, Value> =
+        serde_json::from_str(data).map_err(|source| Error::Corrupt {
+            id: id.to_owned(),
+            source,
+        })?;
+    let members = members
+        .into_iter()
+        .map(|member| Value::Object(Map::from_iter([("value".to_owned(), member.into())])))
+        .collect();
+    document.insert("members".to_owned(), Value::Array(members));
+    Ok(Value::Object(document).to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(in crate::store::postgres) async fn audit(
+    tx: &mut Transaction<'static, Postgres>,
+    scope: &Scope,
+    actor: &Actor,
+    action: &str,
+    kind: Kind,
+    id: &str,
+    before: Option<&str>,
+    after: Option<&str>,
+    at: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (school_id, at, actor, source, request_id, action, \
+         resource_type, resource_id, before, after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&scope.school_id)
+    .bind(at)
+    .bind(&actor.name)
+    .bind(&scope.source)
+    .bind(&actor.request_id)
+    .bind(action)
+    .bind(kind.name())
+    .bind(id)
+    .bind(before)
+    .bind(after)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A unique violation as the `Conflict` of the resource's name; any other error as it is.
+pub(in crate::store::postgres) fn conflict(error: sqlx::Error, kind: Kind, name: &str) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict {
+            field: match kind {
+                Kind::User => "userName",
+                Kind::Group => "displayName",
+            },
+            value: name.to_owned(),
+        },
+        _ => Error::Db(error),
+    }
+}
+
+pub(in crate::store::postgres) fn time_column(row: &PgRow, column: &str) -> Result<OffsetDateTime> {
+    let text: String = row.try_get(column)?;
+    parse_time(&text).ok_or_else(|| {
+        Error::Db(sqlx::Error::Decode(
+            format!("{column} holds `{text}`, not an RFC 3339 time").into(),
+        ))
+    })
+}
+
+/// A record from a row of `id, source, data, created_at, modified_at, version, links`.
+pub(in crate::store::postgres) fn record_from_row(row: &PgRow) -> Result<Record> {
+    let id: String = row.try_get("id")?;
+    let data: String = row.try_get("data")?;
+    let data: Map<String, Value> =
+        serde_json::from_str(&data).map_err(|source| Error::Corrupt {
+            id: id.clone(),
+            source,
+        })?;
+    let links = links_from_row(row, &id)?;
+    Ok(Record {
+        source: row.try_get("source")?,
+        data,
+        links,
+        created: time_column(row, "created_at")?,
+        last_modified: time_column(row, "modified_at")?,
+        version: row.try_get("version")?,
+        id,
+    })
+}
+
+/// Decodes the `links` column (NULL when not asked for, or when there are none).
+fn links_from_row(row: &PgRow, id: &str) -> Result<Vec<Link>> {
+    let Some(text) = row.try_get::<Option<String>, _>("links")? else {
+        return Ok(Vec::new());
+    };
+    let corrupt = |source| Error::Corrupt {
+        id: id.to_owned(),
+        source,
+    };
+    let triples: Vec<(String, String, Option<String>)> =
+        serde_json::from_str(&text).map_err(corrupt)?;
+    Ok(triples
+        .into_iter()
+        .map(|(id, kind, display)| Link {
+            id,
+            kind: if kind == "Group" {
+                Kind::Group
+            } else {
+                Kind::User
+            },
+            display,
+        })
+        .collect())
+}
+
+pub(in crate::store::postgres) fn token_from_row(row: &PgRow) -> Result<Token> {
+    let revoked: Option<String> = row.try_get("revoked_at")?;
+    Ok(Token {
+        id: row.try_get("id")?,
+        school_id: row.try_get("school_id")?,
+        source: row.try_get("source")?,
+        admin: row.try_get("admin")?,
+        created: time_column(row, "created_at")?,
+        revoked: revoked.as_deref().and_then(parse_time),
+    })
+}

@@ -1,0 +1,439 @@
+//! PostgreSQL: what directory sync keeps: the records a source owns, its leavers, held plans,
+//! runs and the lease that lets one run at a time (see the SQLite backend's `sync` for what
+//! each method means).
+
+use std::collections::HashSet;
+
+use sqlx::{Postgres, QueryBuilder, Row};
+use time::OffsetDateTime;
+
+use super::{
+    Store, delete, insert, insert_users, links_column, record_from_row, replace, table, time_column,
+};
+use crate::scim::schema::Kind;
+use crate::store::{
+    Cursor, Error, NewRecord, OwnedUser, Record, Result, Scope, Stamp, SyncChanges, SyncEntry,
+    SyncRun, format_time, parse_time,
+};
+
+/// Rows per multi-row INSERT of `sync_entries`: six parameters each, well inside PostgreSQL's
+/// 65,535 bound parameters.
+const ENTRY_CHUNK: usize = 1000;
+
+impl Store {
+    /// Every user or group the scope's source owns, active or not: groups with their members,
+    /// users without their groups (a sync compares memberships from the groups' side).
+    pub async fn owned(&self, scope: &Scope, kind: Kind) -> Result<Vec<Record>> {
+        let links = match kind {
+            Kind::Group => links_column(kind),
+            Kind::User => "NULL::text AS links",
+        };
+        // Ordered by bytes, as SQLite orders them, whatever the database's collation.
+        let sql = format!(
+            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, {links} \
+             FROM {} r WHERE r.school_id = $1 AND r.source = $2 ORDER BY r.id COLLATE \"C\"",
+            table(kind)
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// Every user the scope's source owns, active or not, without its document but with its
+    /// entry's digest. One row of JSON: a school's accounts cost one round trip, not one each.
+    pub async fn owned_users(&self, scope: &Scope) -> Result<Vec<OwnedUser>> {
+        type Row = (String, Option<String>, String, bool, i64, Option<String>);
+        // `json_agg` of no rows is NULL, where SQLite's `json_group_array` gives `[]`.
+        let json: String = sqlx::query_scalar(
+            "SELECT coalesce(json_agg(json_build_array(u.id, u.external_id, u.user_name, \
+             u.active, u.version, e.digest)), '[]')::text \
+             FROM users u LEFT JOIN sync_entries e ON e.school_id = u.school_id \
+             AND e.source = u.source AND e.anchor = u.external_id \
+             WHERE u.school_id = $1 AND u.source = $2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<Row> = serde_json::from_str(&json).map_err(|source| Error::Corrupt {
+            id: format!("users of source {}", scope.source),
+            source,
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, anchor, user_name, active, version, digest)| OwnedUser {
+                    id,
+                    anchor,
+                    user_name,
+                    active,
+                    version,
+                    digest,
+                },
+            )
+            .collect())
+    }
+
+    /// How many active accounts with this role (`student`, `tutor`) the source owns.
+    pub async fn count_active(&self, scope: &Scope, role: &str) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM users WHERE school_id = $1 AND source = $2 AND active \
+             AND (data::jsonb #>> '{urn:rollcall:params:scim:schemas:extension:school:2.0:User,role}') = $3",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The source's users with these ids, with their documents (not their groups).
+    pub async fn owned_users_by_id(&self, scope: &Scope, ids: &[&str]) -> Result<Vec<Record>> {
+        // One array parameter holds any number of ids: no chunks needed.
+        let rows = sqlx::query(
+            "SELECT r.id, r.source, r.data, r.created_at, r.modified_at, r.version, \
+             NULL::text AS links FROM users r WHERE r.school_id = $1 AND r.source = $2 \
+             AND r.id = ANY($3)",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    /// The names (lower-cased) of the school's groups that another source owns.
+    pub async fn group_names_of_others(&self, scope: &Scope) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT display_name_key FROM groups WHERE school_id = $1 AND source <> $2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The source's leavers: user id → when they left.
+    pub async fn leavers(&self, scope: &Scope) -> Result<Vec<(String, OffsetDateTime)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT user_id, since FROM sync_leavers WHERE school_id = $1 AND source = $2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, since)| Some((id, parse_time(&since)?)))
+            .collect())
+    }
+
+    /// Writes a sync's changes in one transaction, each with its audit event; returns the
+    /// usernames the new accounts got, in order. A record changed since it was planned fails
+    /// the whole write (`VersionMismatch`).
+    pub async fn apply_sync(
+        &self,
+        scope: &Scope,
+        changes: &SyncChanges,
+        stamp: Stamp<'_>,
+    ) -> Result<Vec<String>> {
+        let mut tx = self.write(&scope.school_id).await?;
+        let accounts: Vec<(&str, &NewRecord)> = changes
+            .create_users
+            .iter()
+            .map(|(id, record)| (id.as_str(), record))
+            .collect();
+        let names = insert_users(&mut tx, scope, &accounts, stamp).await?;
+        for (id, version, record) in &changes.replace_users {
+            replace(
+                &mut tx,
+                scope,
+                Kind::User,
+                id,
+                Some(*version),
+                record,
+                stamp,
+            )
+            .await?;
+        }
+        for (id, version) in &changes.delete_groups {
+            delete(&mut tx, scope, Kind::Group, id, Some(*version), stamp).await?;
+        }
+        for (id, record) in &changes.create_groups {
+            insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
+        }
+        for (id, version, record) in &changes.replace_groups {
+            replace(
+                &mut tx,
+                scope,
+                Kind::Group,
+                id,
+                Some(*version),
+                record,
+                stamp,
+            )
+            .await?;
+        }
+        for (id, version) in &changes.delete_users {
+            delete(&mut tx, scope, Kind::User, id, Some(*version), stamp).await?;
+        }
+        let now = format_time(stamp.at);
+        for id in &changes.left {
+            sqlx::query(
+                "INSERT INTO sync_leavers (user_id, school_id, source, since) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in &changes.returned {
+            sqlx::query("DELETE FROM sync_leavers WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !changes.forget_entries.is_empty() {
+            sqlx::query(
+                "DELETE FROM sync_entries WHERE school_id = $1 AND source = $2 \
+                 AND anchor = ANY($3)",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(&changes.forget_entries)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in last_per_anchor(&changes.entries).chunks(ENTRY_CHUNK) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO sync_entries (school_id, source, anchor, dn_key, uid_key, digest) ",
+            );
+            insert.push_values(chunk, |mut row, entry| {
+                row.push_bind(&scope.school_id)
+                    .push_bind(&scope.source)
+                    .push_bind(&entry.anchor)
+                    .push_bind(&entry.dn)
+                    .push_bind(&entry.uid)
+                    .push_bind(&entry.digest);
+            });
+            insert.push(
+                " ON CONFLICT (school_id, source, anchor) DO UPDATE SET dn_key = excluded.dn_key, \
+                 uid_key = excluded.uid_key, digest = excluded.digest",
+            );
+            insert.build().execute(&mut *tx).await?;
+        }
+        if let Some((marker, full)) = &changes.cursor {
+            sqlx::query(
+                "INSERT INTO sync_cursors (school_id, source, marker, full_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (school_id, source) DO UPDATE SET \
+                 marker = excluded.marker, \
+                 full_at = CASE WHEN $5 THEN excluded.full_at ELSE sync_cursors.full_at END",
+            )
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(marker)
+            .bind(&now)
+            .bind(*full)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(names)
+    }
+
+    /// Where the source's people were last seen: normalised DN → anchor, and `uid:<uid>` →
+    /// anchor. One row of JSON, like [`Store::owned_users`].
+    pub async fn entry_locations(&self, scope: &Scope) -> Result<Vec<(String, String)>> {
+        let json: String = sqlx::query_scalar(
+            "SELECT coalesce(json_agg(json_build_array(dn_key, uid_key, anchor)), '[]')::text \
+             FROM sync_entries WHERE school_id = $1 AND source = $2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_one(&self.pool)
+        .await?;
+        let rows: Vec<(String, Option<String>, String)> =
+            serde_json::from_str(&json).map_err(|source| Error::Corrupt {
+                id: format!("entries of source {}", scope.source),
+                source,
+            })?;
+        let mut out = Vec::with_capacity(rows.len() * 2);
+        for (dn, uid, anchor) in rows {
+            if let Some(uid) = uid {
+                out.push((format!("uid:{uid}"), anchor.clone()));
+            }
+            out.push((dn, anchor));
+        }
+        Ok(out)
+    }
+
+    /// Where the source's last run stopped reading.
+    pub async fn cursor(&self, scope: &Scope) -> Result<Option<Cursor>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT marker, full_at FROM sync_cursors WHERE school_id = $1 AND source = $2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(marker, at)| {
+            Some(Cursor {
+                marker,
+                full_at: parse_time(&at)?,
+            })
+        }))
+    }
+
+    /// Keeps a plan the threshold stopped (replacing an older one).
+    pub async fn hold_plan(&self, scope: &Scope, plan: &str, at: OffsetDateTime) -> Result<()> {
+        let mut tx = self.write(&scope.school_id).await?;
+        sqlx::query(
+            "INSERT INTO sync_held_plans (school_id, source, plan, created_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (school_id, source) DO UPDATE SET \
+             plan = excluded.plan, created_at = excluded.created_at",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(plan)
+        .bind(format_time(at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The held plan of a source and when it was held.
+    pub async fn held_plan(&self, scope: &Scope) -> Result<Option<(String, OffsetDateTime)>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT plan, created_at FROM sync_held_plans WHERE school_id = $1 AND source = $2",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(plan, at)| Some((plan, parse_time(&at)?))))
+    }
+
+    pub async fn clear_held_plan(&self, scope: &Scope) -> Result<()> {
+        let mut tx = self.write(&scope.school_id).await?;
+        sqlx::query("DELETE FROM sync_held_plans WHERE school_id = $1 AND source = $2")
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records a finished run; the last 100 of each source are kept. Under the school's lock,
+    /// so two instances recording at once cannot keep 101.
+    pub async fn record_run(&self, school_id: &str, run: &SyncRun) -> Result<()> {
+        let mut tx = self.write(school_id).await?;
+        sqlx::query(
+            "INSERT INTO sync_runs (school_id, source, started_at, finished_at, outcome, report) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(school_id)
+        .bind(&run.source)
+        .bind(format_time(run.started))
+        .bind(format_time(run.finished))
+        .bind(&run.outcome)
+        .bind(&run.report)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM sync_runs WHERE school_id = $1 AND source = $2 AND id NOT IN \
+             (SELECT id FROM sync_runs WHERE school_id = $1 AND source = $2 \
+              ORDER BY id DESC LIMIT 100)",
+        )
+        .bind(school_id)
+        .bind(&run.source)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A source's most recent runs, newest first.
+    pub async fn runs(&self, school_id: &str, source: &str, limit: i64) -> Result<Vec<SyncRun>> {
+        let rows = sqlx::query(
+            "SELECT source, started_at, finished_at, outcome, report FROM sync_runs \
+             WHERE school_id = $1 AND source = $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(school_id)
+        .bind(source)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SyncRun {
+                    source: row.try_get("source")?,
+                    started: time_column(row, "started_at")?,
+                    finished: time_column(row, "finished_at")?,
+                    outcome: row.try_get("outcome")?,
+                    report: row.try_get("report")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Takes the source's lease for `holder` until `until`, if nobody holds an unexpired one.
+    /// One statement: PostgreSQL locks the conflicting row and checks the condition against its
+    /// latest version, so two instances can never both hold a source.
+    pub async fn take_lease(
+        &self,
+        scope: &Scope,
+        holder: &str,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<bool> {
+        let taken = sqlx::query(
+            "INSERT INTO sync_leases (school_id, source, holder, expires_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (school_id, source) DO UPDATE SET \
+             holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE sync_leases.expires_at <= $5 OR sync_leases.holder = excluded.holder",
+        )
+        .bind(&scope.school_id)
+        .bind(&scope.source)
+        .bind(holder)
+        .bind(format_time(until))
+        .bind(format_time(now))
+        .execute(&self.pool)
+        .await?
+        .rows_affected()
+            == 1;
+        Ok(taken)
+    }
+
+    /// Gives the lease back (only if `holder` still has it).
+    pub async fn release_lease(&self, scope: &Scope, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sync_leases WHERE school_id = $1 AND source = $2 AND holder = $3")
+            .bind(&scope.school_id)
+            .bind(&scope.source)
+            .bind(holder)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The entries to upsert, the last of each anchor only: one PostgreSQL `INSERT … ON CONFLICT DO
+/// UPDATE` may not touch a row twice, where SQLite applies the rows in turn (the last wins).
+fn last_per_anchor(entries: &[SyncEntry]) -> Vec<&SyncEntry> {
+    let mut seen = HashSet::with_capacity(entries.len());
+    let mut out: Vec<&SyncEntry> = entries
+        .iter()
+        .rev()
+        .filter(|entry| seen.insert(entry.anchor.as_str()))
+        .collect();
+    out.reverse();
+    out
+}
