@@ -35,14 +35,6 @@ impl Store {
             Store::Postgres(store) => store.close().await,
         }
     }
-
-    /// `sqlite` or `postgres`.
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Sqlite(_) => "sqlite",
-            Store::Postgres(_) => "postgres",
-        }
-    }
 }
 
 /// Each method, passed on to the backend.

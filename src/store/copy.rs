@@ -319,46 +319,176 @@ fn select_sql(table: &Table, marker: &str) -> String {
     )
 }
 
-fn decode_sqlite(row: &sqlx::sqlite::SqliteRow, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
-    let mut out = Vec::with_capacity(table.columns.len());
-    for (i, (_, kind)) in table.columns.iter().enumerate() {
-        out.push(match kind {
-            Text => row
-                .try_get::<Option<String>, _>(i)?
-                .map_or(Value::Null, Value::Text),
-            Int => row
-                .try_get::<Option<i64>, _>(i)?
-                .map_or(Value::Null, Value::Int),
-            Bool => row
-                .try_get::<Option<bool>, _>(i)?
-                .map_or(Value::Null, Value::Bool),
-            Bytes => row
-                .try_get::<Option<Vec<u8>>, _>(i)?
-                .map_or(Value::Null, Value::Bytes),
-        });
-    }
-    Ok(out)
+/// A row's values by the table's column types; the same body for either backend's rows.
+macro_rules! decode {
+    ($row:expr, $table:expr) => {{
+        let mut out = Vec::with_capacity($table.columns.len());
+        for (i, (_, kind)) in $table.columns.iter().enumerate() {
+            out.push(match kind {
+                Text => $row
+                    .try_get::<Option<String>, _>(i)?
+                    .map_or(Value::Null, Value::Text),
+                Int => $row
+                    .try_get::<Option<i64>, _>(i)?
+                    .map_or(Value::Null, Value::Int),
+                Bool => $row
+                    .try_get::<Option<bool>, _>(i)?
+                    .map_or(Value::Null, Value::Bool),
+                Bytes => $row
+                    .try_get::<Option<Vec<u8>>, _>(i)?
+                    .map_or(Value::Null, Value::Bytes),
+            });
+        }
+        Ok::<_, sqlx::Error>(out)
+    }};
 }
 
-fn decode_postgres(row: &sqlx::postgres::PgRow, table: &Table) -> Result<Vec<Value>, sqlx::Error> {
-    let mut out = Vec::with_capacity(table.columns.len());
-    for (i, (_, kind)) in table.columns.iter().enumerate() {
-        out.push(match kind {
-            Text => row
-                .try_get::<Option<String>, _>(i)?
-                .map_or(Value::Null, Value::Text),
-            Int => row
-                .try_get::<Option<i64>, _>(i)?
-                .map_or(Value::Null, Value::Int),
-            Bool => row
-                .try_get::<Option<bool>, _>(i)?
-                .map_or(Value::Null, Value::Bool),
-            Bytes => row
-                .try_get::<Option<Vec<u8>>, _>(i)?
-                .map_or(Value::Null, Value::Bytes),
-        });
+/// An INSERT of `rows` into `table` for either backend's query builder, `limit` parameters
+/// per statement at most (PostgreSQL takes 65,535, SQLite 32,766).
+macro_rules! insert {
+    ($db:ty, $conn:expr, $table:expr, $rows:expr, $limit:expr) => {{
+        let columns: Vec<&str> = $table.columns.iter().map(|(name, _)| *name).collect();
+        for chunk in $rows.chunks(($limit / columns.len()).max(1)) {
+            let mut insert: QueryBuilder<$db> = QueryBuilder::new(format!(
+                "INSERT INTO {} ({}) ",
+                $table.name,
+                columns.join(", ")
+            ));
+            if <$db as sqlx::Database>::NAME == "PostgreSQL" && $table.columns[0] == ("id", Int) {
+                insert.push("OVERRIDING SYSTEM VALUE ");
+            }
+            insert.push_values(chunk, |mut values, row| {
+                for value in row {
+                    match value {
+                        Value::Null => values.push_bind(None::<String>),
+                        Value::Text(text) => values.push_bind(text.clone()),
+                        Value::Int(n) => values.push_bind(*n),
+                        Value::Bool(b) => values.push_bind(*b),
+                        Value::Bytes(bytes) => values.push_bind(bytes.clone()),
+                    };
+                }
+            });
+            // The target's configuration may have named the school already.
+            if $table.name == "schools" {
+                insert.push(" ON CONFLICT (id) DO UPDATE SET name = excluded.name");
+            }
+            insert.build().execute(&mut **$conn).await?;
+        }
+    }};
+}
+
+/// The store copied from.
+enum Source<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
+impl Source<'_> {
+    async fn schools(&self) -> Result<Vec<String>, sqlx::Error> {
+        let sql = "SELECT id FROM schools ORDER BY id";
+        match self {
+            Source::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(*pool).await,
+            Source::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(*pool).await,
+        }
     }
-    Ok(out)
+
+    async fn rows(&self, table: &Table, school: &str) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+        match self {
+            Source::Sqlite(pool) => {
+                let rows = sqlx::query(&select_sql(table, "?1"))
+                    .bind(school)
+                    .fetch_all(*pool)
+                    .await?;
+                rows.iter().map(|row| decode!(row, table)).collect()
+            }
+            Source::Postgres(pool) => {
+                let rows = sqlx::query(&select_sql(table, "$1"))
+                    .bind(school)
+                    .fetch_all(*pool)
+                    .await?;
+                rows.iter().map(|row| decode!(row, table)).collect()
+            }
+        }
+    }
+}
+
+/// The store copied to: one transaction, committed only when every table is verified.
+enum Target {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Target {
+    /// How many of the school's rows the table holds already.
+    async fn present(&mut self, table: &Table, school: &str) -> Result<i64, sqlx::Error> {
+        let sql = |marker| {
+            format!(
+                "SELECT count(*) FROM {} WHERE {}",
+                table.name,
+                table.of_school.replace("$school", marker)
+            )
+        };
+        match self {
+            Target::Sqlite(tx) => {
+                sqlx::query_scalar(&sql("?1"))
+                    .bind(school)
+                    .fetch_one(&mut **tx)
+                    .await
+            }
+            Target::Postgres(tx) => {
+                sqlx::query_scalar(&sql("$1"))
+                    .bind(school)
+                    .fetch_one(&mut **tx)
+                    .await
+            }
+        }
+    }
+
+    async fn write(&mut self, table: &Table, rows: &[Vec<Value>]) -> Result<(), sqlx::Error> {
+        match self {
+            Target::Sqlite(tx) => insert!(Sqlite, tx, table, rows, 30_000),
+            Target::Postgres(tx) => insert!(Postgres, tx, table, rows, 60_000),
+        }
+        Ok(())
+    }
+
+    /// The school's rows as written, read back inside the transaction.
+    async fn rows(&mut self, table: &Table, school: &str) -> Result<Vec<Vec<Value>>, sqlx::Error> {
+        match self {
+            Target::Sqlite(tx) => {
+                let rows = sqlx::query(&select_sql(table, "?1"))
+                    .bind(school)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter().map(|row| decode!(row, table)).collect()
+            }
+            Target::Postgres(tx) => {
+                let rows = sqlx::query(&select_sql(table, "$1"))
+                    .bind(school)
+                    .fetch_all(&mut **tx)
+                    .await?;
+                rows.iter().map(|row| decode!(row, table)).collect()
+            }
+        }
+    }
+
+    async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Target::Sqlite(tx) => tx.commit().await,
+            Target::Postgres(mut tx) => {
+                // Identity columns continue after the copied ids.
+                for table in ["audit_events", "sync_runs"] {
+                    sqlx::query(&format!(
+                        "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+                         GREATEST((SELECT max(id) FROM {table}), 1))"
+                    ))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            }
+        }
+    }
 }
 
 /// The SHA-256 of a table's rows whatever their order (the backends collate text keys
@@ -389,198 +519,46 @@ fn checksum(rows: &[Vec<Value>]) -> String {
 /// Copies the schools (all of the source's when `schools` is empty) from `from` to `to`, and
 /// returns each table's count and checksum.
 pub async fn copy(from: &Store, to: &Store, schools: &[String]) -> Result<Vec<Copied>, CopyError> {
-    match (from, to) {
-        (Store::Sqlite(from), Store::Postgres(to)) => sqlite_to_postgres(from, to, schools).await,
-        (Store::Postgres(from), Store::Sqlite(to)) => postgres_to_sqlite(from, to, schools).await,
-        _ => Err(CopyError::SameBackend),
-    }
-}
-
-async fn sqlite_to_postgres(
-    from: &super::sqlite::Store,
-    to: &super::postgres::Store,
-    schools: &[String],
-) -> Result<Vec<Copied>, CopyError> {
+    let (source, mut target) = match (from, to) {
+        (Store::Sqlite(from), Store::Postgres(to)) => (
+            Source::Sqlite(from.pool()),
+            Target::Postgres(to.pool().begin().await?),
+        ),
+        (Store::Postgres(from), Store::Sqlite(to)) => (
+            Source::Postgres(from.pool()),
+            Target::Sqlite(to.pool().begin_with("BEGIN IMMEDIATE").await?),
+        ),
+        _ => return Err(CopyError::SameBackend),
+    };
     let schools = match schools {
-        [] => {
-            sqlx::query_scalar::<_, String>("SELECT id FROM schools ORDER BY id")
-                .fetch_all(from.pool())
-                .await?
-        }
+        [] => source.schools().await?,
         some => some.to_vec(),
     };
-    let mut tx = to.pool().begin().await?;
     let mut copied = Vec::new();
     for table in TABLES {
         let mut source_rows = Vec::new();
         for school in &schools {
-            let rows = sqlx::query(&select_sql(table, "?1"))
-                .bind(school)
-                .fetch_all(from.pool())
-                .await?;
+            let rows = source.rows(table, school).await?;
             if table.name == "schools" && rows.is_empty() {
                 return Err(CopyError::NoSuchSchool(school.clone()));
             }
-            let present: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM {} WHERE {}",
-                table.name,
-                table.of_school.replace("$school", "$1")
-            ))
-            .bind(school)
-            .fetch_one(&mut *tx)
-            .await?;
             // The school's name may be there already (the target's configuration lists it).
-            if present > 0 && table.name != "schools" {
+            if table.name != "schools" && target.present(table, school).await? > 0 {
                 return Err(CopyError::NotEmpty {
                     school: school.clone(),
                     table: table.name,
                 });
             }
-            for row in &rows {
-                source_rows.push(decode_sqlite(row, table)?);
-            }
+            source_rows.extend(rows);
         }
-        write_postgres(&mut tx, table, &source_rows).await?;
+        target.write(table, &source_rows).await?;
         let mut target_rows = Vec::new();
         for school in &schools {
-            for row in sqlx::query(&select_sql(table, "$1"))
-                .bind(school)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                target_rows.push(decode_postgres(&row, table)?);
-            }
+            target_rows.extend(target.rows(table, school).await?);
         }
         copied.push(verified(table, &source_rows, &target_rows)?);
     }
-    // Identity columns continue after the copied ids.
-    for table in ["audit_events", "sync_runs"] {
-        sqlx::query(&format!(
-            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
-             GREATEST((SELECT max(id) FROM {table}), 1))"
-        ))
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(copied)
-}
-
-async fn write_postgres(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    table: &Table,
-    rows: &[Vec<Value>],
-) -> Result<(), sqlx::Error> {
-    let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
-    // PostgreSQL takes at most 65,535 parameters per statement.
-    for chunk in rows.chunks((60_000 / columns.len()).max(1)) {
-        let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "INSERT INTO {} ({}) ",
-            table.name,
-            columns.join(", ")
-        ));
-        if table.columns[0] == ("id", Int) {
-            insert.push("OVERRIDING SYSTEM VALUE ");
-        }
-        insert.push_values(chunk, |mut values, row| {
-            for value in row {
-                match value {
-                    Value::Null => values.push_bind(None::<String>),
-                    Value::Text(text) => values.push_bind(text.clone()),
-                    Value::Int(n) => values.push_bind(*n),
-                    Value::Bool(b) => values.push_bind(*b),
-                    Value::Bytes(bytes) => values.push_bind(bytes.clone()),
-                };
-            }
-        });
-        if table.name == "schools" {
-            insert.push(" ON CONFLICT (id) DO UPDATE SET name = excluded.name");
-        }
-        insert.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-async fn postgres_to_sqlite(
-    from: &super::postgres::Store,
-    to: &super::sqlite::Store,
-    schools: &[String],
-) -> Result<Vec<Copied>, CopyError> {
-    let schools = match schools {
-        [] => {
-            sqlx::query_scalar::<_, String>("SELECT id FROM schools ORDER BY id")
-                .fetch_all(from.pool())
-                .await?
-        }
-        some => some.to_vec(),
-    };
-    let mut tx = to.pool().begin_with("BEGIN IMMEDIATE").await?;
-    let mut copied = Vec::new();
-    for table in TABLES {
-        let mut source_rows = Vec::new();
-        for school in &schools {
-            let rows = sqlx::query(&select_sql(table, "$1"))
-                .bind(school)
-                .fetch_all(from.pool())
-                .await?;
-            if table.name == "schools" && rows.is_empty() {
-                return Err(CopyError::NoSuchSchool(school.clone()));
-            }
-            let present: i64 = sqlx::query_scalar(&format!(
-                "SELECT count(*) FROM {} WHERE {}",
-                table.name,
-                table.of_school.replace("$school", "?1")
-            ))
-            .bind(school)
-            .fetch_one(&mut *tx)
-            .await?;
-            if present > 0 && table.name != "schools" {
-                return Err(CopyError::NotEmpty {
-                    school: school.clone(),
-                    table: table.name,
-                });
-            }
-            for row in &rows {
-                source_rows.push(decode_postgres(row, table)?);
-            }
-        }
-        let columns: Vec<&str> = table.columns.iter().map(|(name, _)| *name).collect();
-        // SQLite takes at most 32,766 parameters per statement.
-        for chunk in source_rows.chunks((30_000 / columns.len()).max(1)) {
-            let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO {} ({}) ",
-                table.name,
-                columns.join(", ")
-            ));
-            insert.push_values(chunk, |mut values, row| {
-                for value in row {
-                    match value {
-                        Value::Null => values.push_bind(None::<String>),
-                        Value::Text(text) => values.push_bind(text.clone()),
-                        Value::Int(n) => values.push_bind(*n),
-                        Value::Bool(b) => values.push_bind(*b),
-                        Value::Bytes(bytes) => values.push_bind(bytes.clone()),
-                    };
-                }
-            });
-            if table.name == "schools" {
-                insert.push(" ON CONFLICT (id) DO UPDATE SET name = excluded.name");
-            }
-            insert.build().execute(&mut *tx).await?;
-        }
-        let mut target_rows = Vec::new();
-        for school in &schools {
-            for row in sqlx::query(&select_sql(table, "?1"))
-                .bind(school)
-                .fetch_all(&mut *tx)
-                .await?
-            {
-                target_rows.push(decode_sqlite(&row, table)?);
-            }
-        }
-        copied.push(verified(table, &source_rows, &target_rows)?);
-    }
-    tx.commit().await?;
+    target.commit().await?;
     Ok(copied)
 }
 

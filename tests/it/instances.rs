@@ -558,6 +558,26 @@ async fn migrate_store_moves_a_school_from_sqlite_to_postgres_without_loss() {
         String::from_utf8_lossy(&again.stderr).contains("already holds data of school `north`")
     );
     assert_eq!(counts(&database.url).await, before);
+    // And back, into an empty SQLite file: the same rows again.
+    let back = format!("sqlite://{}", setup.dir.path().join("back.db").display());
+    let returned = setup
+        .command(&[
+            "migrate-store",
+            "--from",
+            &database.url,
+            "--to",
+            &back,
+            "--school",
+            "north",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        returned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&returned.stderr)
+    );
+    assert_eq!(counts(&back).await, before);
 
     // The school works on PostgreSQL: the same tokens, passwords, group and pending slip.
     let url = database.url.clone();
