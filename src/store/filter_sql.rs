@@ -379,7 +379,13 @@ impl<'a> Lowering<'a> {
                 attr.name
             )),
             _ => {
-                let elements = sql.elements(&resolved.json_path());
+                // The elements of the attribute itself, also when reached by a dotted
+                // sub-attribute (`emails.display pr`): the sub-attribute is `inner`'s.
+                let mut path = resolved.json_path();
+                if resolved.sub.is_some() {
+                    path.pop();
+                }
+                let elements = sql.elements(&path);
                 let condition = self.filter(sql, inner, Scope::Element(attr))?;
                 Ok(format!(
                     "EXISTS (SELECT 1 FROM {elements} WHERE {condition})"

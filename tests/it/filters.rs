@@ -257,6 +257,9 @@ async fn boolean_operators_on_active() {
     )
     .await;
     users(&app, "emails[primary eq true]", &[ADA]).await;
+    // The dotted form of a sub-attribute the index does not hold means the same.
+    users(&app, "emails.primary eq true", &[ADA]).await;
+    users(&app, "emails.primary pr", &[ADA]).await;
     users(
         &app,
         r#"emails[type eq "work" and primary eq true]"#,
