@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use rollcall::clock::Clock;
-use rollcall::config::{Config, Source};
+use rollcall::config::{Config, Select, Source};
 use rollcall::provider::Provider;
 use rollcall::scim::schema::Kind;
 use rollcall::store::Scope;
@@ -261,25 +261,20 @@ async fn first_sync(
 /// fixture's `Slapd::ldapsearch` would parse it in this process, inside the timing.
 fn raw_ldapsearch(slapd: &Slapd, source: &Source) -> anyhow::Result<(Duration, usize, usize)> {
     let people = sync::map::person_attributes(source);
-    let mut searches: Vec<(&str, &str, Vec<String>)> = vec![(
-        &source.students.base,
-        &source.students.filter,
-        people.clone(),
-    )];
+    let mut searches: Vec<(&Select, Vec<String>)> = vec![(&source.students.select, people.clone())];
     if let Some(tutors) = &source.tutors {
-        searches.push((&tutors.base, &tutors.filter, people.clone()));
+        searches.push((&tutors.select, people.clone()));
     }
     if let Some(groups) = &source.groups {
-        searches.push((
-            &groups.base,
-            &groups.filter,
-            sync::map::group_attributes(source),
-        ));
+        searches.push((&groups.select, sync::map::group_attributes(source)));
     }
-    let paged = format!("pr={}/noprompt", source.ldap.page_size);
+    let paged = format!("pr={}/noprompt", source.ldap().map_or(500, |l| l.page_size));
     let started = Instant::now();
     let mut outputs = Vec::new();
-    for (base, filter, attributes) in &searches {
+    for (select, attributes) in &searches {
+        let Select::Ldap { base, filter } = select else {
+            bail!("the bench reads an LDAP source");
+        };
         let output = Command::new("ldapsearch")
             .args(["-x", "-LLL", "-o", "ldif-wrap=no", "-H", &slapd.url])
             .args(["-D", &slapd.reader_dn, "-w", &slapd.reader_password])
@@ -469,7 +464,7 @@ async fn run() -> anyhow::Result<()> {
     );
     println!(
         "ldapsearch -E pr={}/noprompt of the same {} entries ({:.1} MiB of LDIF, {} searches): median {:.1} ms of {rounds} (min {:.1}, max {:.1})",
-        source.ldap.page_size,
+        source.ldap().map_or(500, |l| l.page_size),
         raw.0,
         raw.1 as f64 / 1024.0 / 1024.0,
         1 + usize::from(source.tutors.is_some()) + usize::from(source.groups.is_some()),

@@ -17,7 +17,8 @@ pub use crate::credentials::username::Template;
 
 mod sources;
 pub use sources::{
-    Attributes, CourseRule, Dialect, Groups, Incremental, Ldap, People, Secret, Source,
+    Attributes, Connection, CourseRule, Dialect, Google, Groups, Incremental, Ldap, OneRoster,
+    People, Secret, Select, Source,
 };
 
 /// Environment variables that override the file.

@@ -19,6 +19,7 @@ pub mod config;
 pub mod courses;
 pub mod credentials;
 pub mod http;
+pub mod outbound;
 pub mod password;
 pub mod provider;
 pub mod roster;

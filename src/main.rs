@@ -140,6 +140,28 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Import a OneRoster 1.1 CSV export (a folder or a zip file): students, tutors and
+    /// teaching groups, by the rules of the school's OneRoster source (a source `oneroster`
+    /// with the default rules when it has none). Prints the plan and applies it, as `rollcall
+    /// sync` does; a bad export is refused with every problem's file, line and column.
+    ImportOneroster {
+        #[arg(long)]
+        school: String,
+        /// The OneRoster source whose rules apply, when the school has several.
+        #[arg(long)]
+        source: Option<String>,
+        /// Print the plan, change nothing.
+        #[arg(long, conflicts_with = "approve")]
+        dry_run: bool,
+        /// Apply the plan the deletion threshold held for this export.
+        #[arg(long)]
+        approve: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The export: a folder holding manifest.csv and the other files, or a zip file.
+        path: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -323,6 +345,28 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             )
             .await?
         }
+        Command::ImportOneroster {
+            school,
+            source,
+            dry_run,
+            approve,
+            json,
+            path,
+        } => {
+            let mode = match (dry_run, approve) {
+                (true, _) => sync::Mode::DryRun,
+                (_, true) => sync::Mode::Approve,
+                _ => sync::Mode::Apply,
+            };
+            let options = OneRosterImport {
+                school,
+                source,
+                path,
+                mode,
+                json,
+            };
+            import_oneroster(config, options).await?
+        }
     }
     Ok(())
 }
@@ -479,8 +523,13 @@ async fn check_sources(config: &Config) -> anyhow::Result<()> {
     let mut failures = 0;
     for school in &config.schools {
         for source in &school.sources {
-            println!("source {}/{} ({}):", school.id, source.id, source.ldap.url);
-            match check_source(source).await {
+            println!(
+                "source {}/{} ({}):",
+                school.id,
+                source.id,
+                source.location()
+            );
+            match sync::check(source).await {
                 Ok(lines) => {
                     for (line, fine) in lines {
                         println!("  {line}");
@@ -498,34 +547,6 @@ async fn check_sources(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!("{failures} problem(s) with directory sources");
     }
     Ok(())
-}
-
-async fn check_source(source: &config::Source) -> Result<Vec<(String, bool)>, sync::Error> {
-    let settings = sync::settings(source)?;
-    let mut directory = sync::ldap::Directory::connect(&settings).await?;
-    let mut lines = vec![(format!("bound as {}", settings.bind_dn), true)];
-    let mut searches = vec![("students", &source.students.base, &source.students.filter)];
-    if let Some(tutors) = &source.tutors {
-        searches.push(("tutors", &tutors.base, &tutors.filter));
-    }
-    if let Some(groups) = &source.groups {
-        searches.push(("groups", &groups.base, &groups.filter));
-    }
-    for (what, base, filter) in searches {
-        match directory.search(base, filter, &["1.1"]).await {
-            Ok(entries) if entries.is_empty() => lines.push((
-                format!("{what}: the filter {filter} matches nothing under {base}"),
-                false,
-            )),
-            Ok(entries) => lines.push((
-                format!("{what}: {} entries under {base}", entries.len()),
-                true,
-            )),
-            Err(error) => lines.push((format!("{what}: {error}"), false)),
-        }
-    }
-    directory.close().await;
-    Ok(lines)
 }
 
 fn known_school<'a>(config: &'a Config, school: &str) -> anyhow::Result<&'a config::School> {
@@ -907,8 +928,10 @@ fn explain(config: &Config) -> String {
                 "    source {}: {} ({:?}), {}; anchor {}; {}; held when it would disable more \
                  than {}% or {} accounts; leavers deleted after {} days\n",
                 source.id,
-                source.ldap.url,
-                source.ldap.dialect,
+                source.location(),
+                source
+                    .ldap()
+                    .map_or_else(|| source.kind().to_owned(), |l| format!("{:?}", l.dialect)),
                 source.interval.map_or_else(
                     || "run on request".to_owned(),
                     |i| format!("every {} min", i.as_secs() / 60)
@@ -1017,4 +1040,99 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
+}
+
+/// `rollcall import-oneroster`.
+struct OneRosterImport {
+    school: String,
+    source: Option<String>,
+    path: PathBuf,
+    mode: sync::Mode,
+    json: bool,
+}
+
+/// Runs the school's OneRoster source (or a default one, `oneroster`) once on `path` instead
+/// of its configured one: the same run as `rollcall sync`, lease, threshold and record included.
+async fn import_oneroster(mut config: Config, options: OneRosterImport) -> anyhow::Result<()> {
+    use rollcall::config::{Connection, Source};
+    const DEFAULT: &str = "oneroster";
+    let shown = cli_path(&config);
+    let school = config
+        .schools
+        .iter_mut()
+        .find(|s| s.id == options.school)
+        .with_context(|| {
+            format!(
+                "no school `{}` in {shown}: declare it under [[schools]] first",
+                options.school
+            )
+        })?;
+    let ours: Vec<String> = school
+        .sources
+        .iter()
+        .filter(|s| matches!(s.connection, Connection::OneRoster(_)))
+        .map(|s| s.id.clone())
+        .collect();
+    let id = match (&options.source, ours.as_slice()) {
+        (Some(id), _) if ours.contains(id) => id.clone(),
+        (Some(id), _) if school.source(id).is_some() => {
+            anyhow::bail!(
+                "source `{id}` of school `{}` is not a OneRoster source",
+                school.id
+            )
+        }
+        (Some(id), _) => anyhow::bail!("school `{}` has no source `{id}`", school.id),
+        (None, [one]) => one.clone(),
+        (None, []) if school.source(DEFAULT).is_some() => anyhow::bail!(
+            "school `{}` has a source `{DEFAULT}` that is not a OneRoster source: declare a \
+             OneRoster source and name it with --source",
+            school.id
+        ),
+        (None, []) => {
+            let source = Source::default_oneroster(DEFAULT, &options.path, &school.courses)
+                .map_err(|e| anyhow::anyhow!("the default OneRoster source: {e}"))?;
+            school.sources.push(source);
+            DEFAULT.to_owned()
+        }
+        (None, _) => anyhow::bail!(
+            "school `{}` has several OneRoster sources ({}): name one with --source",
+            school.id,
+            ours.join(", ")
+        ),
+    };
+    for source in &mut school.sources {
+        if source.id == id
+            && let Connection::OneRoster(roster) = &mut source.connection
+        {
+            roster.path = options.path.clone();
+        }
+    }
+    let school_id = school.id.clone();
+    let provider = rollcall::provider(&config, Clock::system()).await?;
+    let progress: sync::Progress = &|step| eprintln!("{step}");
+    let result = sync::run(&provider, &school_id, &id, options.mode, progress).await;
+    provider.store.close().await;
+    let report = result?;
+    if options.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!(
+            "{}",
+            describe_report(&report, options.mode == sync::Mode::DryRun)
+        );
+    }
+    if let Some(reason) = &report.held_because {
+        let source = options
+            .source
+            .as_ref()
+            .map(|s| format!(" --source {s}"))
+            .unwrap_or_default();
+        anyhow::bail!(
+            "the plan is held: {reason}. Check it with `rollcall import-oneroster --school \
+             {school_id}{source} --dry-run {path}`, then apply it with `--approve` instead of \
+             `--dry-run`",
+            path = options.path.display()
+        );
+    }
+    Ok(())
 }

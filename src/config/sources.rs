@@ -1,5 +1,6 @@
-//! `[[schools.sources]]`: the directories a school's people are pulled from, and the rules that
-//! map their entries to students, tutors and teaching groups.
+//! `[[schools.sources]]`: the directories a school's people are pulled from (LDAP, Google
+//! Workspace, OneRoster CSV), and the rules that map their entries to students, tutors and
+//! teaching groups.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use toml::Spanned;
 pub struct Source {
     /// Unique within the school; also the owner recorded on everything the source creates.
     pub id: String,
-    pub ldap: Ldap,
+    pub connection: Connection,
     /// How often the daemon runs the sync; `None`: only when asked (`rollcall sync`).
     pub interval: Option<Duration>,
     /// How long a run's lease lasts without renewal: how soon another process (or instance)
@@ -56,6 +57,120 @@ impl Incremental {
     /// the last one seen (`entryCSN`, `uSNChanged`); `modifyTimestamp` changes once a second.
     pub fn unique(&self) -> bool {
         self.numeric() || self.attribute.eq_ignore_ascii_case("entryCSN")
+    }
+}
+
+/// Where a source's entries come from.
+#[derive(Debug, Clone)]
+pub enum Connection {
+    Ldap(Ldap),
+    Google(Google),
+    OneRoster(OneRoster),
+}
+
+/// Google Workspace's Admin SDK Directory API, as a service account with domain-wide
+/// delegation acting for one of the domain's admins.
+#[derive(Debug, Clone)]
+pub struct Google {
+    /// The service account's JSON key (`client_email`, `private_key`, `token_uri`).
+    pub key: Secret,
+    /// The admin the service account acts for (the assertion's `sub`).
+    pub admin: String,
+    /// `my_customer` (the admin's own account) or a customer id.
+    pub customer: String,
+    /// The OAuth 2.0 token endpoint; the key file's `token_uri` when not set.
+    pub token_url: Option<String>,
+    /// The Directory API's root, `https://admin.googleapis.com` by default.
+    pub api_url: String,
+    /// `maxResults` for `users.list` (at most 500) and the groups and members lists (at most 200).
+    pub page_size: u32,
+    /// Each request gives up after this.
+    pub timeout: Duration,
+    /// A run that has not read everything by then (retries included) gives up, changing nothing.
+    pub deadline: Duration,
+}
+
+/// A folder of OneRoster 1.1 CSV files (or a zip of them), as a school information system
+/// exports it.
+#[derive(Debug, Clone)]
+pub struct OneRoster {
+    pub path: PathBuf,
+}
+
+/// Which entries a search reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select {
+    /// Everything under `base` that matches `filter`.
+    Ldap { base: String, filter: String },
+    /// Google users in this org unit and those below it; for groups, a `groups.list` query
+    /// (empty: every group of the customer).
+    Google(String),
+    /// OneRoster users with this role; for groups, every class.
+    OneRoster(String),
+}
+
+impl std::fmt::Display for Select {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Select::Ldap { base, .. } => write!(f, "under `{base}`"),
+            Select::Google(path) if path.starts_with('/') => write!(f, "in org unit `{path}`"),
+            Select::Google(query) if query.is_empty() => write!(f, "of the Google customer"),
+            Select::Google(query) => write!(f, "matching `{query}`"),
+            Select::OneRoster(role) if role.is_empty() => write!(f, "in classes.csv"),
+            Select::OneRoster(role) => write!(f, "with role `{role}` in users.csv"),
+        }
+    }
+}
+
+impl Source {
+    /// The LDAP settings, for an LDAP source.
+    pub fn ldap(&self) -> Option<&Ldap> {
+        match &self.connection {
+            Connection::Ldap(ldap) => Some(ldap),
+            _ => None,
+        }
+    }
+
+    /// Where it reads from, for people: a URL, a Google customer, a path.
+    pub fn location(&self) -> String {
+        match &self.connection {
+            Connection::Ldap(ldap) => ldap.url.clone(),
+            Connection::Google(google) => {
+                format!(
+                    "{} ({} as {})",
+                    google.api_url, google.customer, google.admin
+                )
+            }
+            Connection::OneRoster(roster) => roster.path.display().to_string(),
+        }
+    }
+
+    /// `ldap`, `google` or `oneroster`.
+    pub fn kind(&self) -> &'static str {
+        match &self.connection {
+            Connection::Ldap(_) => "ldap",
+            Connection::Google(_) => "google",
+            Connection::OneRoster(_) => "oneroster",
+        }
+    }
+
+    /// A OneRoster source with every rule at its default, reading `path`: what `rollcall
+    /// import-oneroster` uses for a school that declares none. Built by the same code as a
+    /// declared one, so the defaults cannot drift apart.
+    pub fn default_oneroster(
+        id: &str,
+        path: &Path,
+        catalogue: &crate::courses::Catalogue,
+    ) -> Result<Source, String> {
+        let text = format!(
+            "id = {}\nkind = \"oneroster\"\npath = {}\n",
+            toml::Value::String(id.to_owned()),
+            toml::Value::String(path.to_string_lossy().into_owned())
+        );
+        let file: SourceFile = toml::from_str(&text).map_err(|e| e.to_string())?;
+        source(file, Path::new(""), catalogue)
+            .map(|(_, source)| source)
+            .map_err(|(_, key, message)| format!("{key}: {message}"))
     }
 }
 
@@ -107,19 +222,41 @@ impl Secret {
 /// Where students or tutors are found.
 #[derive(Debug, Clone)]
 pub struct People {
-    pub base: String,
-    pub filter: String,
+    pub select: Select,
     /// The attribute holding a student's year group.
     pub year_group: Option<String>,
+    /// Takes the year group out of that attribute's value (`/Students/Year 12` → `12` with
+    /// `Year (?<year>\d+)`): the capture named `year`, else the first capture, else the match.
+    /// A value it does not match gives no year group.
+    pub year_group_pattern: Option<Regex>,
+}
+
+impl People {
+    /// The year group an attribute's value gives.
+    pub fn year_group_of(&self, value: &str) -> String {
+        let Some(pattern) = &self.year_group_pattern else {
+            return value.to_owned();
+        };
+        let Some(captures) = pattern.captures(value) else {
+            return String::new();
+        };
+        captures
+            .name("year")
+            .or_else(|| captures.get(1))
+            .or_else(|| captures.get(0))
+            .map_or_else(String::new, |m| m.as_str().trim().to_owned())
+    }
 }
 
 /// Where groups are found and which are teaching groups.
 #[derive(Debug, Clone)]
 pub struct Groups {
-    pub base: String,
-    pub filter: String,
+    pub select: Select,
     /// The attribute holding the group's name.
     pub name: String,
+    /// The attribute `teaching` and the course rules look at (a Google group's `email`, say);
+    /// the name's when `None`.
+    pub match_on: Option<String>,
     /// Only groups whose name matches are teaching groups (all, when `None`).
     pub teaching: Option<Regex>,
     /// Values are course codes or titles of the school's catalogue.
@@ -151,7 +288,30 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    fn defaults(dialect: Dialect) -> Attributes {
+    /// The attribute names of a Google user and of a OneRoster users.csv row.
+    fn google() -> Attributes {
+        Attributes {
+            anchor: "id".into(),
+            first_name: "name.givenName".into(),
+            surname: "name.familyName".into(),
+            email: "primaryEmail".into(),
+            student_number: Some("externalIds.organization".into()),
+            uid: "primaryEmail".into(),
+        }
+    }
+
+    fn oneroster() -> Attributes {
+        Attributes {
+            anchor: "sourcedId".into(),
+            first_name: "givenName".into(),
+            surname: "familyName".into(),
+            email: "email".into(),
+            student_number: Some("identifier".into()),
+            uid: "username".into(),
+        }
+    }
+
+    fn ldap(dialect: Dialect) -> Attributes {
         Attributes {
             anchor: match dialect {
                 Dialect::Openldap => "employeeNumber",
@@ -184,45 +344,61 @@ pub(super) type Invalid = (std::ops::Range<usize>, String, String);
 pub(super) struct SourceFile {
     id: Spanned<String>,
     kind: Spanned<String>,
-    url: Spanned<String>,
-    #[serde(default)]
-    starttls: bool,
-    ca_file: Option<PathBuf>,
-    bind_dn: String,
-    password_env: Option<String>,
-    password_file: Option<PathBuf>,
-    dialect: Option<Dialect>,
+    // ldap
+    url: Option<Spanned<String>>,
+    starttls: Option<Spanned<bool>>,
+    ca_file: Option<Spanned<PathBuf>>,
+    bind_dn: Option<Spanned<String>>,
+    password_env: Option<Spanned<String>>,
+    password_file: Option<Spanned<PathBuf>>,
+    dialect: Option<Spanned<Dialect>>,
+    incremental: Option<Spanned<bool>>,
+    full_every_hours: Option<Spanned<u64>>,
+    change_attribute: Option<Spanned<String>>,
+    // google
+    key_env: Option<Spanned<String>>,
+    key_file: Option<Spanned<PathBuf>>,
+    admin: Option<Spanned<String>>,
+    customer: Option<Spanned<String>>,
+    token_url: Option<Spanned<String>>,
+    api_url: Option<Spanned<String>>,
+    deadline_secs: Option<Spanned<u64>>,
+    // oneroster
+    path: Option<Spanned<PathBuf>>,
+    // ldap and google
     page_size: Option<Spanned<i32>>,
-    timeout_secs: Option<u64>,
+    timeout_secs: Option<Spanned<u64>>,
+    // every kind
     interval_minutes: Option<u64>,
     lease_secs: Option<Spanned<u64>>,
-    incremental: Option<bool>,
-    full_every_hours: Option<Spanned<u64>>,
-    change_attribute: Option<String>,
     passwords: Option<bool>,
     retention_days: Option<u32>,
     max_disable_percent: Option<Spanned<u32>>,
     max_disable_count: Option<u32>,
-    students: PeopleFile,
-    tutors: Option<PeopleFile>,
+    students: Option<Spanned<PeopleFile>>,
+    tutors: Option<Spanned<PeopleFile>>,
     groups: Option<Spanned<GroupsFile>>,
     attributes: Option<AttributesFile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct PeopleFile {
-    base: String,
+    base: Option<Spanned<String>>,
     filter: Option<Spanned<String>>,
+    org_unit: Option<Spanned<String>>,
     year_group: Option<String>,
+    year_group_pattern: Option<Spanned<String>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct GroupsFile {
-    base: String,
+    base: Option<Spanned<String>>,
     filter: Option<Spanned<String>>,
+    query: Option<Spanned<String>>,
     name: Option<String>,
+    match_on: Option<String>,
     teaching: Option<Spanned<String>>,
     courses_attribute: Option<String>,
     #[serde(default)]
@@ -249,6 +425,30 @@ struct AttributesFile {
     uid: Option<String>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KindName {
+    Ldap,
+    Google,
+    OneRoster,
+}
+
+impl KindName {
+    fn name(self) -> &'static str {
+        match self {
+            KindName::Ldap => "ldap",
+            KindName::Google => "google",
+            KindName::OneRoster => "oneroster",
+        }
+    }
+}
+
+type Span = std::ops::Range<usize>;
+
+/// The span of a key that is present.
+fn at<T>(value: &Option<Spanned<T>>) -> Option<Span> {
+    value.as_ref().map(Spanned::span)
+}
+
 /// Validates a school's sources; relative paths are taken from `base`.
 pub(super) fn sources(
     files: Vec<SourceFile>,
@@ -257,239 +457,257 @@ pub(super) fn sources(
 ) -> Result<Vec<Source>, Invalid> {
     let mut out: Vec<Source> = Vec::new();
     for file in files {
-        let id = file.id.get_ref();
-        let fail = |span: std::ops::Range<usize>, key: &str, message: String| {
-            (span, format!("schools.sources.{key}"), message)
-        };
-        if !super::is_identifier(id) || id == crate::roster::ADMIN_SOURCE {
-            return Err(fail(
-                file.id.span(),
-                "id",
-                format!(
-                    "`{id}` cannot name a source: use 1 to 64 lower-case letters, digits, `-` \
-                     or `_`, and not `admin`"
-                ),
+        let source = source(file, base, catalogue)?;
+        if out.iter().any(|known| known.id == source.1.id) {
+            return Err((
+                source.0,
+                "schools.sources.id".into(),
+                format!("source `{}` is declared twice in this school", source.1.id),
             ));
         }
-        if out.iter().any(|known| &known.id == id) {
-            return Err(fail(
-                file.id.span(),
-                "id",
-                format!("source `{id}` is declared twice in this school"),
-            ));
-        }
-        if file.kind.get_ref() != "ldap" {
+        out.push(source.1);
+    }
+    Ok(out)
+}
+
+fn fail(span: Span, key: &str, message: String) -> Invalid {
+    (span, format!("schools.sources.{key}"), message)
+}
+
+/// One source, with the span of its id.
+fn source(
+    file: SourceFile,
+    base: &Path,
+    catalogue: &crate::courses::Catalogue,
+) -> Result<(Span, Source), Invalid> {
+    let id_span = file.id.span();
+    let id = file.id.get_ref();
+    if !super::is_identifier(id) || id == crate::roster::ADMIN_SOURCE {
+        return Err(fail(
+            id_span,
+            "id",
+            format!(
+                "`{id}` cannot name a source: use 1 to 64 lower-case letters, digits, `-` or \
+                 `_`, and not `admin`"
+            ),
+        ));
+    }
+    let kind = match file.kind.get_ref().as_str() {
+        "ldap" => KindName::Ldap,
+        "google" => KindName::Google,
+        "oneroster" => KindName::OneRoster,
+        other => {
             return Err(fail(
                 file.kind.span(),
                 "kind",
+                format!("`{other}` is not a kind of source: use `ldap`, `google` or `oneroster`"),
+            ));
+        }
+    };
+    // Keys of another kind are mistakes, not silently ignored settings.
+    let foreign = [
+        ("url", at(&file.url), KindName::Ldap),
+        ("starttls", at(&file.starttls), KindName::Ldap),
+        ("ca_file", at(&file.ca_file), KindName::Ldap),
+        ("bind_dn", at(&file.bind_dn), KindName::Ldap),
+        ("password_env", at(&file.password_env), KindName::Ldap),
+        ("password_file", at(&file.password_file), KindName::Ldap),
+        ("dialect", at(&file.dialect), KindName::Ldap),
+        ("incremental", at(&file.incremental), KindName::Ldap),
+        (
+            "full_every_hours",
+            at(&file.full_every_hours),
+            KindName::Ldap,
+        ),
+        (
+            "change_attribute",
+            at(&file.change_attribute),
+            KindName::Ldap,
+        ),
+        ("key_env", at(&file.key_env), KindName::Google),
+        ("key_file", at(&file.key_file), KindName::Google),
+        ("admin", at(&file.admin), KindName::Google),
+        ("customer", at(&file.customer), KindName::Google),
+        ("token_url", at(&file.token_url), KindName::Google),
+        ("api_url", at(&file.api_url), KindName::Google),
+        ("deadline_secs", at(&file.deadline_secs), KindName::Google),
+        ("path", at(&file.path), KindName::OneRoster),
+    ];
+    for (key, span, owner) in foreign {
+        if let Some(span) = span
+            && owner != kind
+        {
+            return Err(fail(
+                span,
+                key,
                 format!(
-                    "`{}` is not a kind of source: use `ldap`",
-                    file.kind.get_ref()
+                    "`{key}` is a setting of `{}` sources; source `{id}` is `{}`",
+                    owner.name(),
+                    kind.name()
                 ),
             ));
         }
-        let url = file.url.get_ref();
-        let secure = url.starts_with("ldaps://");
-        if !secure && !url.starts_with("ldap://") {
-            return Err(fail(
-                file.url.span(),
-                "url",
-                format!("`{url}` is not an ldap:// or ldaps:// URL"),
-            ));
-        }
-        if secure && file.starttls {
-            return Err(fail(
-                file.url.span(),
-                "starttls",
-                "StartTLS upgrades an ldap:// connection; an ldaps:// one is encrypted already"
-                    .into(),
-            ));
-        }
-        let password = match (file.password_env, file.password_file) {
-            (Some(name), None) => Secret::Env(name),
-            (None, Some(path)) => Secret::File(base.join(path)),
-            _ => {
+    }
+    if kind == KindName::OneRoster {
+        for (key, span) in [
+            ("page_size", at(&file.page_size)),
+            ("timeout_secs", at(&file.timeout_secs)),
+        ] {
+            if let Some(span) = span {
                 return Err(fail(
-                    file.id.span(),
-                    "password_env",
-                    format!(
-                        "source `{id}` needs exactly one of `password_env` (a variable's name) \
-                         or `password_file`: the bind password never goes in this file"
-                    ),
+                    span,
+                    key,
+                    "a OneRoster source reads files; it has no pages or time-outs".into(),
                 ));
             }
-        };
-        let page_size = match file.page_size {
-            None => 500,
-            Some(size) if (1..=5000).contains(size.get_ref()) => size.into_inner(),
-            Some(size) => {
+        }
+    }
+    let page_size = match &file.page_size {
+        None => 500,
+        Some(size) => {
+            let most = if kind == KindName::Google { 500 } else { 5000 };
+            if !(1..=most).contains(size.get_ref()) {
                 return Err(fail(
                     size.span(),
                     "page_size",
-                    format!("{} is not between 1 and 5000", size.get_ref()),
+                    format!("{} is not between 1 and {most}", size.get_ref()),
                 ));
             }
-        };
-        let max_disable_percent = match file.max_disable_percent {
-            None => 10,
-            Some(p) if *p.get_ref() <= 100 => p.into_inner(),
-            Some(p) => {
-                return Err(fail(
-                    p.span(),
-                    "max_disable_percent",
-                    format!("{} is not a percentage", p.get_ref()),
-                ));
-            }
-        };
-        let dialect = file.dialect.unwrap_or(Dialect::Openldap);
-        let defaults = Attributes::defaults(dialect);
-        let attributes = match file.attributes {
-            None => defaults,
-            Some(a) => Attributes {
-                anchor: a.anchor.unwrap_or(defaults.anchor),
-                first_name: a.first_name.unwrap_or(defaults.first_name),
-                surname: a.surname.unwrap_or(defaults.surname),
-                email: a.email.unwrap_or(defaults.email),
-                student_number: a.student_number.or(defaults.student_number),
-                uid: a.uid.unwrap_or(defaults.uid),
-            },
-        };
-        let person_filter = match dialect {
-            Dialect::Openldap => "(objectClass=inetOrgPerson)",
-            Dialect::ActiveDirectory => "(&(objectCategory=person)(objectClass=user))",
-        };
-        let people = |file: PeopleFile, key: &str| -> Result<People, Invalid> {
-            let filter = match file.filter {
-                None => person_filter.to_owned(),
-                Some(filter) => {
-                    check_filter(filter.get_ref())
-                        .map_err(|m| fail(filter.span(), &format!("{key}.filter"), m))?;
-                    filter.into_inner()
-                }
-            };
-            Ok(People {
-                base: file.base,
-                filter,
-                year_group: file.year_group,
-            })
-        };
-        let students = people(file.students, "students")?;
-        let tutors = file.tutors.map(|t| people(t, "tutors")).transpose()?;
-        let groups = match file.groups {
-            None => None,
-            Some(groups) => {
-                let span = groups.span();
-                let groups = groups.into_inner();
-                let filter = match groups.filter {
-                    None => match dialect {
-                        Dialect::Openldap => {
-                            "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
-                        }
-                        Dialect::ActiveDirectory => "(objectClass=group)",
-                    }
-                    .to_owned(),
-                    Some(filter) => {
-                        check_filter(filter.get_ref())
-                            .map_err(|m| fail(filter.span(), "groups.filter", m))?;
-                        filter.into_inner()
-                    }
-                };
-                let teaching = groups
-                    .teaching
-                    .map(|text| {
-                        Regex::new(text.get_ref()).map_err(|e| {
-                            fail(
-                                text.span(),
-                                "groups.teaching",
-                                format!("not a pattern: {e}"),
-                            )
-                        })
-                    })
-                    .transpose()?;
-                let mut rules = Vec::new();
-                for rule in groups.courses {
-                    let pattern = Regex::new(rule.pattern.get_ref()).map_err(|e| {
-                        fail(
-                            rule.pattern.span(),
-                            "groups.courses.pattern",
-                            format!("not a pattern: {e}"),
-                        )
-                    })?;
-                    for course in &rule.courses {
-                        check_course_template(&pattern, course, catalogue)
-                            .map_err(|m| fail(rule.pattern.span(), "groups.courses.courses", m))?;
-                    }
-                    rules.push(CourseRule {
-                        pattern,
-                        courses: rule.courses,
-                    });
-                }
-                if (!rules.is_empty() || groups.courses_attribute.is_some()) && catalogue.is_empty()
-                {
-                    return Err(fail(
-                        span,
-                        "groups.courses",
-                        "courses need the school's catalogue: add [[schools.courses]]".into(),
-                    ));
-                }
-                Some(Groups {
-                    base: groups.base,
-                    filter,
-                    name: groups.name.unwrap_or_else(|| "cn".into()),
-                    teaching,
-                    courses_attribute: groups.courses_attribute,
-                    courses: rules,
-                    flatten_nested: groups.flatten_nested,
-                })
-            }
-        };
-        let timeout = Duration::from_secs(file.timeout_secs.unwrap_or(30).max(1));
-        let lease = match file.lease_secs {
-            None => 120,
-            Some(secs) if (5..=3600).contains(secs.get_ref()) => secs.into_inner(),
-            Some(secs) => {
-                return Err(fail(
-                    secs.span(),
-                    "lease_secs",
-                    format!("{} is not between 5 and 3600", secs.get_ref()),
-                ));
-            }
-        };
-        let full_every = match file.full_every_hours {
-            None => 24,
-            Some(hours) if *hours.get_ref() >= 1 => hours.into_inner(),
-            Some(hours) => {
-                return Err(fail(
-                    hours.span(),
-                    "full_every_hours",
-                    "a full run at least every hour is the most; use `incremental = false` \
-                     to read everything every time"
-                        .into(),
-                ));
-            }
-        };
-        let incremental = file.incremental.unwrap_or(true).then(|| Incremental {
-            attribute: file.change_attribute.unwrap_or_else(|| {
-                match dialect {
-                    Dialect::Openldap => "entryCSN",
-                    Dialect::ActiveDirectory => "uSNChanged",
-                }
-                .into()
-            }),
-            full_every: Duration::from_secs(full_every * 3600),
-        });
-        out.push(Source {
-            id: file.id.into_inner(),
-            ldap: Ldap {
-                url: file.url.into_inner(),
-                starttls: file.starttls,
-                ca_file: file.ca_file.map(|path| base.join(path)),
-                bind_dn: file.bind_dn,
-                password,
+            *size.get_ref()
+        }
+    };
+    let timeout = Duration::from_secs(
+        file.timeout_secs
+            .as_ref()
+            .map_or(30, |t| *t.get_ref())
+            .max(1),
+    );
+    let dialect = file
+        .dialect
+        .as_ref()
+        .map_or(Dialect::Openldap, |d| *d.get_ref());
+    let (connection, mut attributes) = match kind {
+        KindName::Ldap => (
+            Connection::Ldap(ldap(
+                &file,
+                id,
+                id_span.clone(),
+                base,
                 dialect,
                 timeout,
                 page_size,
-            },
+            )?),
+            Attributes::ldap(dialect),
+        ),
+        KindName::Google => (
+            Connection::Google(google(
+                &file,
+                id,
+                id_span.clone(),
+                base,
+                timeout,
+                page_size,
+            )?),
+            Attributes::google(),
+        ),
+        KindName::OneRoster => {
+            let Some(path) = &file.path else {
+                return Err(fail(
+                    id_span,
+                    "path",
+                    format!(
+                        "source `{id}` needs `path`: the folder (or zip file) of its OneRoster \
+                         CSV files"
+                    ),
+                ));
+            };
+            (
+                Connection::OneRoster(OneRoster {
+                    path: base.join(path.get_ref()),
+                }),
+                Attributes::oneroster(),
+            )
+        }
+    };
+    let incremental = match kind {
+        KindName::Ldap => incremental(&file, dialect)?,
+        _ => None,
+    };
+    if let Some(a) = file.attributes {
+        attributes = Attributes {
+            anchor: a.anchor.unwrap_or(attributes.anchor),
+            first_name: a.first_name.unwrap_or(attributes.first_name),
+            surname: a.surname.unwrap_or(attributes.surname),
+            email: a.email.unwrap_or(attributes.email),
+            student_number: a.student_number.or(attributes.student_number),
+            uid: a.uid.unwrap_or(attributes.uid),
+        };
+    }
+    let max_disable_percent = match file.max_disable_percent {
+        None => 10,
+        Some(p) if *p.get_ref() <= 100 => p.into_inner(),
+        Some(p) => {
+            return Err(fail(
+                p.span(),
+                "max_disable_percent",
+                format!("{} is not a percentage", p.get_ref()),
+            ));
+        }
+    };
+    let students = match (file.students, kind) {
+        (Some(students), _) => people(students, "students", kind, dialect)?,
+        // OneRoster marks its students by role.
+        (None, KindName::OneRoster) => people(
+            Spanned::new(id_span.clone(), PeopleFile::default()),
+            "students",
+            kind,
+            dialect,
+        )?,
+        (None, _) => {
+            return Err(fail(
+                id_span,
+                "students",
+                format!("source `{id}` needs [schools.sources.students]: where its students are"),
+            ));
+        }
+    };
+    let tutors = match (file.tutors, kind) {
+        (Some(tutors), _) => Some(people(tutors, "tutors", kind, dialect)?),
+        (None, KindName::OneRoster) => Some(people(
+            Spanned::new(id_span.clone(), PeopleFile::default()),
+            "tutors",
+            kind,
+            dialect,
+        )?),
+        (None, _) => None,
+    };
+    let groups = match (file.groups, kind) {
+        (Some(groups), _) => Some(groups_rules(groups, kind, dialect, catalogue)?),
+        // A roster's classes are its teaching groups.
+        (None, KindName::OneRoster) => Some(groups_rules(
+            Spanned::new(id_span.clone(), GroupsFile::default()),
+            kind,
+            dialect,
+            catalogue,
+        )?),
+        (None, _) => None,
+    };
+    let lease = match file.lease_secs {
+        None => 120,
+        Some(secs) if (5..=3600).contains(secs.get_ref()) => secs.into_inner(),
+        Some(secs) => {
+            return Err(fail(
+                secs.span(),
+                "lease_secs",
+                format!("{} is not between 5 and 3600", secs.get_ref()),
+            ));
+        }
+    };
+    Ok((
+        id_span,
+        Source {
+            id: file.id.into_inner(),
+            connection,
             interval: file
                 .interval_minutes
                 .filter(|&m| m > 0)
@@ -504,9 +722,400 @@ pub(super) fn sources(
             tutors,
             groups,
             attributes,
+        },
+    ))
+}
+
+fn ldap(
+    file: &SourceFile,
+    id: &str,
+    id_span: Span,
+    base: &Path,
+    dialect: Dialect,
+    timeout: Duration,
+    page_size: i32,
+) -> Result<Ldap, Invalid> {
+    let (Some(url), Some(bind_dn)) = (&file.url, &file.bind_dn) else {
+        return Err(fail(
+            id_span,
+            if file.url.is_none() { "url" } else { "bind_dn" },
+            format!("source `{id}` needs `url` and `bind_dn`: where and as whom to bind"),
+        ));
+    };
+    let secure = url.get_ref().starts_with("ldaps://");
+    if !secure && !url.get_ref().starts_with("ldap://") {
+        return Err(fail(
+            url.span(),
+            "url",
+            format!("`{}` is not an ldap:// or ldaps:// URL", url.get_ref()),
+        ));
+    }
+    let starttls = file.starttls.as_ref().is_some_and(|s| *s.get_ref());
+    if secure && starttls {
+        return Err(fail(
+            url.span(),
+            "starttls",
+            "StartTLS upgrades an ldap:// connection; an ldaps:// one is encrypted already".into(),
+        ));
+    }
+    let password = secret(
+        &file.password_env,
+        &file.password_file,
+        base,
+        (id, id_span, "password_env"),
+        "`password_env` (a variable's name) or `password_file`: the bind password never goes \
+         in this file",
+    )?;
+    Ok(Ldap {
+        url: url.get_ref().clone(),
+        starttls,
+        ca_file: file.ca_file.as_ref().map(|path| base.join(path.get_ref())),
+        bind_dn: bind_dn.get_ref().clone(),
+        password,
+        dialect,
+        timeout,
+        page_size,
+    })
+}
+
+/// Exactly one of an environment variable's name and a file.
+fn secret(
+    env: &Option<Spanned<String>>,
+    file: &Option<Spanned<PathBuf>>,
+    base: &Path,
+    (id, id_span, key): (&str, Span, &str),
+    what: &str,
+) -> Result<Secret, Invalid> {
+    match (env, file) {
+        (Some(name), None) => Ok(Secret::Env(name.get_ref().clone())),
+        (None, Some(path)) => Ok(Secret::File(base.join(path.get_ref()))),
+        _ => Err(fail(
+            id_span,
+            key,
+            format!("source `{id}` needs exactly one of {what}"),
+        )),
+    }
+}
+
+fn google(
+    file: &SourceFile,
+    id: &str,
+    id_span: Span,
+    base: &Path,
+    timeout: Duration,
+    page_size: i32,
+) -> Result<Google, Invalid> {
+    let key = secret(
+        &file.key_env,
+        &file.key_file,
+        base,
+        (id, id_span.clone(), "key_file"),
+        "`key_file` (the service account's JSON key) or `key_env` (a variable holding it): the \
+         key never goes in this file",
+    )?;
+    let Some(admin) = &file.admin else {
+        return Err(fail(
+            id_span,
+            "admin",
+            format!(
+                "source `{id}` needs `admin`: the address of a Workspace admin the service \
+                 account acts for (domain-wide delegation)"
+            ),
+        ));
+    };
+    if !admin.get_ref().contains('@') {
+        return Err(fail(
+            admin.span(),
+            "admin",
+            format!("`{}` is not an e-mail address", admin.get_ref()),
+        ));
+    }
+    let http_url =
+        |value: &Option<Spanned<String>>, key: &str| -> Result<Option<String>, Invalid> {
+            match value {
+                None => Ok(None),
+                Some(url) => {
+                    let text = url.get_ref().trim_end_matches('/');
+                    if text.starts_with("https://") || text.starts_with("http://") {
+                        Ok(Some(text.to_owned()))
+                    } else {
+                        Err(fail(
+                            url.span(),
+                            key,
+                            format!("`{}` is not an http:// or https:// URL", url.get_ref()),
+                        ))
+                    }
+                }
+            }
+        };
+    let deadline = match &file.deadline_secs {
+        None => 900,
+        Some(secs) if (10..=86_400).contains(secs.get_ref()) => *secs.get_ref(),
+        Some(secs) => {
+            return Err(fail(
+                secs.span(),
+                "deadline_secs",
+                format!("{} is not between 10 and 86400", secs.get_ref()),
+            ));
+        }
+    };
+    Ok(Google {
+        key,
+        admin: admin.get_ref().clone(),
+        customer: file
+            .customer
+            .as_ref()
+            .map_or_else(|| "my_customer".to_owned(), |c| c.get_ref().clone()),
+        token_url: http_url(&file.token_url, "token_url")?,
+        api_url: http_url(&file.api_url, "api_url")?
+            .unwrap_or_else(|| "https://admin.googleapis.com".to_owned()),
+        page_size: u32::try_from(page_size).unwrap_or(500),
+        timeout,
+        deadline: Duration::from_secs(deadline),
+    })
+}
+
+fn incremental(file: &SourceFile, dialect: Dialect) -> Result<Option<Incremental>, Invalid> {
+    let full_every = match &file.full_every_hours {
+        None => 24,
+        Some(hours) if *hours.get_ref() >= 1 => *hours.get_ref(),
+        Some(hours) => {
+            return Err(fail(
+                hours.span(),
+                "full_every_hours",
+                "a full run at least every hour is the most; use `incremental = false` to read \
+                 everything every time"
+                    .into(),
+            ));
+        }
+    };
+    let on = file.incremental.as_ref().is_none_or(|i| *i.get_ref());
+    Ok(on.then(|| Incremental {
+        attribute: file.change_attribute.as_ref().map_or_else(
+            || {
+                match dialect {
+                    Dialect::Openldap => "entryCSN",
+                    Dialect::ActiveDirectory => "uSNChanged",
+                }
+                .into()
+            },
+            |a| a.get_ref().clone(),
+        ),
+        full_every: Duration::from_secs(full_every * 3600),
+    }))
+}
+
+fn pattern(text: &Spanned<String>, key: &str) -> Result<Regex, Invalid> {
+    Regex::new(text.get_ref()).map_err(|e| fail(text.span(), key, format!("not a pattern: {e}")))
+}
+
+fn people(
+    file: Spanned<PeopleFile>,
+    key: &str,
+    kind: KindName,
+    dialect: Dialect,
+) -> Result<People, Invalid> {
+    let span = file.span();
+    let file = file.into_inner();
+    let not_here = |value: Option<Span>, name: &str, instead: &str| match value {
+        Some(span) => Err(fail(
+            span,
+            &format!("{key}.{name}"),
+            format!(
+                "a `{}` source does not use `{name}`: {instead}",
+                kind.name()
+            ),
+        )),
+        None => Ok(()),
+    };
+    let select = match kind {
+        KindName::Ldap => {
+            not_here(at(&file.org_unit), "org_unit", "use `base` and `filter`")?;
+            let Some(base) = file.base else {
+                return Err(fail(
+                    span,
+                    &format!("{key}.base"),
+                    format!("[schools.sources.{key}] needs `base`: the DN to search under"),
+                ));
+            };
+            let filter = match file.filter {
+                None => match dialect {
+                    Dialect::Openldap => "(objectClass=inetOrgPerson)",
+                    Dialect::ActiveDirectory => "(&(objectCategory=person)(objectClass=user))",
+                }
+                .to_owned(),
+                Some(filter) => {
+                    check_filter(filter.get_ref())
+                        .map_err(|m| fail(filter.span(), &format!("{key}.filter"), m))?;
+                    filter.into_inner()
+                }
+            };
+            Select::Ldap {
+                base: base.into_inner(),
+                filter,
+            }
+        }
+        KindName::Google => {
+            not_here(at(&file.base), "base", "use `org_unit`")?;
+            not_here(at(&file.filter), "filter", "use `org_unit`")?;
+            let Some(unit) = file.org_unit else {
+                return Err(fail(
+                    span,
+                    &format!("{key}.org_unit"),
+                    format!(
+                        "[schools.sources.{key}] needs `org_unit`: the org unit path (such as \
+                         `/Students`) holding them"
+                    ),
+                ));
+            };
+            if !unit.get_ref().starts_with('/') {
+                return Err(fail(
+                    unit.span(),
+                    &format!("{key}.org_unit"),
+                    format!(
+                        "`{}` is not an org unit path: it starts with `/`",
+                        unit.get_ref()
+                    ),
+                ));
+            }
+            Select::Google(unit.into_inner())
+        }
+        KindName::OneRoster => {
+            let instead = "people are chosen by their role in users.csv";
+            not_here(at(&file.base), "base", instead)?;
+            not_here(at(&file.filter), "filter", instead)?;
+            not_here(at(&file.org_unit), "org_unit", instead)?;
+            Select::OneRoster(
+                if key == "tutors" {
+                    "teacher"
+                } else {
+                    "student"
+                }
+                .into(),
+            )
+        }
+    };
+    let year_group_pattern = file
+        .year_group_pattern
+        .as_ref()
+        .map(|text| pattern(text, &format!("{key}.year_group_pattern")))
+        .transpose()?;
+    let year_group = file.year_group.or_else(|| match kind {
+        KindName::OneRoster => Some("grades".into()),
+        _ => None,
+    });
+    if year_group_pattern.is_some() && year_group.is_none() {
+        return Err(fail(
+            span,
+            &format!("{key}.year_group_pattern"),
+            "`year_group_pattern` reads the `year_group` attribute: set that too".into(),
+        ));
+    }
+    Ok(People {
+        select,
+        year_group,
+        year_group_pattern,
+    })
+}
+
+fn groups_rules(
+    file: Spanned<GroupsFile>,
+    kind: KindName,
+    dialect: Dialect,
+    catalogue: &crate::courses::Catalogue,
+) -> Result<Groups, Invalid> {
+    let span = file.span();
+    let groups = file.into_inner();
+    let not_here = |value: Option<Span>, name: &str| match value {
+        Some(span) => Err(fail(
+            span,
+            &format!("groups.{name}"),
+            format!("a `{}` source does not use `groups.{name}`", kind.name()),
+        )),
+        None => Ok(()),
+    };
+    let select = match kind {
+        KindName::Ldap => {
+            not_here(at(&groups.query), "query")?;
+            let Some(base) = groups.base else {
+                return Err(fail(
+                    span,
+                    "groups.base",
+                    "[schools.sources.groups] needs `base`: the DN to search under".into(),
+                ));
+            };
+            let filter = match groups.filter {
+                None => match dialect {
+                    Dialect::Openldap => {
+                        "(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames)(objectClass=posixGroup))"
+                    }
+                    Dialect::ActiveDirectory => "(objectClass=group)",
+                }
+                .to_owned(),
+                Some(filter) => {
+                    check_filter(filter.get_ref())
+                        .map_err(|m| fail(filter.span(), "groups.filter", m))?;
+                    filter.into_inner()
+                }
+            };
+            Select::Ldap {
+                base: base.into_inner(),
+                filter,
+            }
+        }
+        KindName::Google => {
+            not_here(at(&groups.base), "base")?;
+            not_here(at(&groups.filter), "filter")?;
+            Select::Google(groups.query.map(Spanned::into_inner).unwrap_or_default())
+        }
+        KindName::OneRoster => {
+            not_here(at(&groups.base), "base")?;
+            not_here(at(&groups.filter), "filter")?;
+            not_here(at(&groups.query), "query")?;
+            Select::OneRoster(String::new())
+        }
+    };
+    let teaching = groups
+        .teaching
+        .as_ref()
+        .map(|text| pattern(text, "groups.teaching"))
+        .transpose()?;
+    let mut rules = Vec::new();
+    for rule in groups.courses {
+        let compiled = pattern(&rule.pattern, "groups.courses.pattern")?;
+        for course in &rule.courses {
+            check_course_template(&compiled, course, catalogue)
+                .map_err(|m| fail(rule.pattern.span(), "groups.courses.courses", m))?;
+        }
+        rules.push(CourseRule {
+            pattern: compiled,
+            courses: rule.courses,
         });
     }
-    Ok(out)
+    if (!rules.is_empty() || groups.courses_attribute.is_some()) && catalogue.is_empty() {
+        return Err(fail(
+            span,
+            "groups.courses",
+            "courses need the school's catalogue: add [[schools.courses]]".into(),
+        ));
+    }
+    let name = groups.name.unwrap_or_else(|| {
+        match kind {
+            KindName::Ldap => "cn",
+            KindName::Google => "name",
+            KindName::OneRoster => "title",
+        }
+        .into()
+    });
+    Ok(Groups {
+        select,
+        name,
+        match_on: groups.match_on,
+        teaching,
+        courses_attribute: groups.courses_attribute,
+        courses: rules,
+        flatten_nested: groups.flatten_nested,
+    })
 }
 
 /// An LDAP filter must at least be parenthesised and balanced; the server judges the rest

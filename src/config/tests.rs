@@ -658,7 +658,8 @@ fn shipped_table(table_header: &str) -> Vec<&'static str> {
     SHIPPED
         .lines()
         .filter(|line| {
-            let trimmed = line.trim();
+            // A table shown commented out, as an example to uncomment, is a table too.
+            let trimmed = line.trim().trim_start_matches('#').trim_start();
             if trimmed.starts_with('[') {
                 current = if trimmed == table_header {
                     table_header
@@ -762,11 +763,18 @@ base = "ou=Students,dc=school,dc=example"
 fn a_source_gets_its_dialect_defaults_and_paths_from_the_file() {
     let config = valid(&with_source(""));
     let source = config.school("north").unwrap().source("directory").unwrap();
-    assert_eq!(source.ldap.dialect, Dialect::Openldap);
+    let ldap = source.ldap().unwrap();
+    assert_eq!(ldap.dialect, Dialect::Openldap);
     assert_eq!(source.attributes.anchor, "employeeNumber");
-    assert_eq!(source.students.filter, "(objectClass=inetOrgPerson)");
     assert_eq!(
-        source.ldap.password,
+        source.students.select,
+        Select::Ldap {
+            base: "ou=Students,dc=school,dc=example".into(),
+            filter: "(objectClass=inetOrgPerson)".into()
+        }
+    );
+    assert_eq!(
+        ldap.password,
         Secret::File(Path::new("/etc/rollcall/directory.password").to_owned())
     );
     assert_eq!(source.interval, None);
@@ -780,10 +788,10 @@ fn a_source_gets_its_dialect_defaults_and_paths_from_the_file() {
     let source = &config.school("north").unwrap().sources[0];
     assert_eq!(source.attributes.anchor, "objectGUID");
     assert_eq!(source.attributes.uid, "sAMAccountName");
-    assert_eq!(
-        source.students.filter,
-        "(&(objectCategory=person)(objectClass=user))"
-    );
+    assert!(matches!(
+        &source.students.select,
+        Select::Ldap { filter, .. } if filter == "(&(objectCategory=person)(objectClass=user))"
+    ));
     assert_eq!(source.interval, Some(std::time::Duration::from_secs(1800)));
 }
 
@@ -827,12 +835,50 @@ fn source_mistakes_are_named_with_their_key() {
     let text = with_source("").replace("id = \"directory\"", "id = \"admin\"");
     assert!(invalid(&text, "schools.sources.id", 10).contains("not `admin`"));
     let text = with_source("").replace("kind = \"ldap\"", "kind = \"nis\"");
-    assert!(invalid(&text, "schools.sources.kind", 11).contains("use `ldap`"));
+    assert!(invalid(&text, "schools.sources.kind", 11).contains("use `ldap`, `google`"));
     let text = with_source("").replace(
         "ldap://127.0.0.1:389\"",
         "ldaps://127.0.0.1:636\"\nstarttls = true",
     );
     assert!(invalid(&text, "schools.sources.starttls", 12).contains("encrypted already"));
+}
+
+#[test]
+fn a_key_of_another_kind_of_source_is_a_mistake_not_ignored() {
+    let text = with_source("key_file = \"google.json\"");
+    let message = invalid(&text, "schools.sources.key_file", 15);
+    assert!(
+        message
+            .contains("`key_file` is a setting of `google` sources; source `directory` is `ldap`"),
+        "{message}"
+    );
+    let text = with_source("").replace("kind = \"ldap\"", "kind = \"oneroster\"");
+    let message = invalid(&text, "schools.sources.url", 12);
+    assert!(message.contains("setting of `ldap` sources"), "{message}");
+    let text = with_source("").replace(
+        "base = \"ou=Students,dc=school,dc=example\"",
+        "org_unit = \"/Students\"",
+    );
+    let message = invalid(&text, "schools.sources.students.org_unit", 17);
+    assert!(message.contains("use `base` and `filter`"), "{message}");
+}
+
+#[test]
+fn a_year_group_pattern_takes_the_year_out_of_a_value() {
+    let text = with_source("").replace(
+        "base = \"ou=Students,dc=school,dc=example\"",
+        "base = \"ou=Students,dc=school,dc=example\"\nyear_group = \"ou\"\nyear_group_pattern = 'Year (?<year>\\d+)$'",
+    );
+    let config = valid(&text);
+    let students = &config.school("north").unwrap().sources[0].students;
+    assert_eq!(students.year_group_of("/Students/Year 12"), "12");
+    assert_eq!(students.year_group_of("/Staff"), "");
+    let text = with_source("").replace(
+        "base = \"ou=Students,dc=school,dc=example\"",
+        "base = \"ou=Students,dc=school,dc=example\"\nyear_group_pattern = 'x'",
+    );
+    let message = invalid(&text, "schools.sources.students.year_group_pattern", 16);
+    assert!(message.contains("set that too"), "{message}");
 }
 
 #[test]
@@ -902,4 +948,397 @@ fn course_templates_fill_in_what_the_pattern_captured() {
         rule.courses_for("12B/Ph2"),
         Some(vec!["Ph-Y12".to_owned(), "Costs $5".to_owned()])
     );
+}
+
+fn with_oneroster(extra: &str) -> String {
+    format!(
+        r#"[[schools]]
+id = "north"
+name = "North Academy"
+
+[[schools.courses]]
+code = "MA-Y1-AS"
+title = "Mathematics Year 1 (AS)"
+
+[[schools.sources]]
+id = "sis"
+kind = "oneroster"
+path = "export"
+{extra}
+"#
+    )
+}
+
+#[test]
+fn a_oneroster_source_needs_only_a_path_and_reads_users_by_role() {
+    let config = valid(&with_oneroster(""));
+    let source = config.school("north").unwrap().source("sis").unwrap();
+    assert_eq!(source.kind(), "oneroster");
+    assert_eq!(source.location(), "/etc/rollcall/export");
+    assert_eq!(source.students.select, Select::OneRoster("student".into()));
+    assert_eq!(source.students.year_group.as_deref(), Some("grades"));
+    let tutors = source.tutors.as_ref().unwrap();
+    assert_eq!(tutors.select, Select::OneRoster("teacher".into()));
+    assert_eq!(
+        tutors.select.to_string(),
+        "with role `teacher` in users.csv"
+    );
+    let groups = source.groups.as_ref().unwrap();
+    assert_eq!(groups.select.to_string(), "in classes.csv");
+    assert_eq!(groups.name, "title");
+    assert!(groups.courses_attribute.is_none() && groups.courses.is_empty());
+    assert_eq!(source.attributes.anchor, "sourcedId");
+    assert_eq!(source.attributes.surname, "familyName");
+    assert_eq!(
+        source.attributes.student_number.as_deref(),
+        Some("identifier")
+    );
+    assert!(
+        source.incremental.is_none(),
+        "a delta export says what changed"
+    );
+    // The built-in default (`rollcall import-oneroster` without a declared source) is the same.
+    let school = config.school("north").unwrap();
+    let default =
+        Source::default_oneroster("sis", Path::new("/etc/rollcall/export"), &school.courses)
+            .unwrap();
+    assert_eq!(format!("{default:?}"), format!("{source:?}"));
+
+    let config = valid(&with_oneroster(
+        "interval_minutes = 15\n[schools.sources.students]\nyear_group_pattern = '^0*(\\d+)$'\n\
+         [schools.sources.groups]\nteaching = '/'\ncourses_attribute = \"course.courseCode\"\n",
+    ));
+    let source = config.school("north").unwrap().source("sis").unwrap();
+    assert_eq!(source.students.year_group_of("09"), "9");
+    assert_eq!(source.interval, Some(std::time::Duration::from_secs(900)));
+    let groups = source.groups.as_ref().unwrap();
+    assert_eq!(
+        groups.courses_attribute.as_deref(),
+        Some("course.courseCode")
+    );
+    assert!(source.tutors.is_some(), "tutors keep their default");
+}
+
+#[test]
+fn a_oneroster_source_refuses_searches_pages_and_a_missing_path() {
+    let text = with_oneroster("").replace("path = \"export\"\n", "");
+    let message = invalid(&text, "schools.sources.path", 10);
+    assert!(message.contains("needs `path`"), "{message}");
+    let message = invalid(
+        &with_oneroster("page_size = 100"),
+        "schools.sources.page_size",
+        13,
+    );
+    assert!(message.contains("reads files"), "{message}");
+    let message = invalid(
+        &with_oneroster("[schools.sources.students]\nbase = \"ou=S\""),
+        "schools.sources.students.base",
+        14,
+    );
+    assert!(message.contains("by their role in users.csv"), "{message}");
+    let message = invalid(
+        &with_oneroster("[schools.sources.groups]\nfilter = \"(cn=*)\""),
+        "schools.sources.groups.filter",
+        14,
+    );
+    assert!(
+        message.contains("does not use `groups.filter`"),
+        "{message}"
+    );
+    let message = invalid(
+        &with_oneroster("[schools.sources.groups]\ncourses_attribute = \"course.courseCode\"")
+            .replace(
+                "[[schools.courses]]\ncode = \"MA-Y1-AS\"\ntitle = \"Mathematics Year 1 (AS)\"\n",
+                "",
+            ),
+        "schools.sources.groups.courses",
+        10,
+    );
+    assert!(message.contains("catalogue"), "{message}");
+}
+
+#[test]
+fn the_shipped_oneroster_example_is_a_valid_source_once_uncommented() {
+    let start = SHIPPED
+        .find("# [[schools.sources]]\n# id = \"sis\"")
+        .expect("a commented OneRoster source in config/rollcall.toml");
+    let example: String = SHIPPED[start..]
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .map(|line| {
+            line.strip_prefix("# ")
+                .unwrap_or(line.trim_start_matches('#'))
+        })
+        .filter(|line| {
+            line.starts_with('[')
+                || line.split_once(" = ").is_some_and(|(key, _)| {
+                    key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+        })
+        .fold(String::new(), |text, line| text + line + "\n");
+    let school = "[[schools]]\nid = \"north\"\nname = \"N\"\n\n[[schools.courses]]\n\
+                  code = \"MA-Y1-AS\"\ntitle = \"Mathematics Year 1 (AS)\"\n\n";
+    let config = valid(&format!("{school}{example}"));
+    let source = config.school("north").unwrap().source("sis").unwrap();
+    assert_eq!(source.kind(), "oneroster");
+    assert_eq!(source.students.year_group_of("09"), "9");
+    let groups = source.groups.as_ref().unwrap();
+    assert_eq!(
+        groups.courses_attribute.as_deref(),
+        Some("course.courseCode")
+    );
+    assert_eq!(groups.courses.len(), 1);
+    assert_eq!(source.attributes, {
+        let default = valid(&with_oneroster(""));
+        default.schools[0].sources[0].attributes.clone()
+    });
+}
+
+// --- Google Workspace sources ---
+
+/// A school with a catalogue and a Google source; `extra` lines go into its table (from line
+/// 14), `tables` after it.
+fn with_google(extra: &str, tables: &str) -> String {
+    format!(
+        r#"[[schools]]
+id = "north"
+name = "North Academy"
+
+[[schools.courses]]
+code = "MA-Y1-AS"
+title = "Mathematics Year 1 (AS)"
+
+[[schools.sources]]
+id = "google"
+kind = "google"
+key_file = "google.json"
+admin = "it.admin@north.example"
+{extra}
+[schools.sources.students]
+org_unit = "/Students"
+{tables}"#
+    )
+}
+
+#[test]
+fn a_google_source_gets_googles_defaults() {
+    let config = valid(&with_google("", ""));
+    let source = config.school("north").unwrap().source("google").unwrap();
+    assert_eq!(source.kind(), "google");
+    let Connection::Google(google) = &source.connection else {
+        panic!("{:?}", source.connection);
+    };
+    assert_eq!(
+        google.key,
+        Secret::File(Path::new("/etc/rollcall/google.json").to_owned())
+    );
+    assert_eq!(google.admin, "it.admin@north.example");
+    assert_eq!(google.customer, "my_customer");
+    assert_eq!(google.token_url, None, "the key file's token_uri");
+    assert_eq!(google.api_url, "https://admin.googleapis.com");
+    assert_eq!(google.page_size, 500);
+    assert_eq!(google.timeout, std::time::Duration::from_secs(30));
+    assert_eq!(google.deadline, std::time::Duration::from_secs(900));
+    assert_eq!(
+        source.location(),
+        "https://admin.googleapis.com (my_customer as it.admin@north.example)"
+    );
+    assert_eq!(source.students.select, Select::Google("/Students".into()));
+    assert_eq!(
+        source.students.select.to_string(),
+        "in org unit `/Students`"
+    );
+    assert!(source.tutors.is_none() && source.groups.is_none());
+    assert!(source.incremental.is_none(), "every run reads everything");
+    let a = &source.attributes;
+    assert_eq!(
+        (a.anchor.as_str(), a.first_name.as_str(), a.surname.as_str()),
+        ("id", "name.givenName", "name.familyName")
+    );
+    assert_eq!(
+        (a.email.as_str(), a.uid.as_str()),
+        ("primaryEmail", "primaryEmail")
+    );
+    assert_eq!(
+        a.student_number.as_deref(),
+        Some("externalIds.organization")
+    );
+
+    let config = valid(&with_google(
+        "customer = \"C03az79cb\"\ntoken_url = \"http://127.0.0.1:9/token/\"\n\
+         api_url = \"http://127.0.0.1:9/\"\npage_size = 200\ntimeout_secs = 5\ndeadline_secs = 10\n",
+        "year_group = \"orgUnitPath\"\nyear_group_pattern = 'Year (?<year>\\d+)$'\n\
+         [schools.sources.tutors]\norg_unit = \"/Staff\"\n\
+         [schools.sources.groups]\nmatch_on = \"email\"\nteaching = '^\\d+[a-z]-'\nflatten_nested = true\n\
+         [[schools.sources.groups.courses]]\npattern = '^12[a-z]-ma\\d@'\ncourses = [\"MA-Y1-AS\"]\n",
+    ));
+    let source = config.school("north").unwrap().source("google").unwrap();
+    let Connection::Google(google) = &source.connection else {
+        panic!("{:?}", source.connection);
+    };
+    assert_eq!(google.customer, "C03az79cb");
+    assert_eq!(
+        google.token_url.as_deref(),
+        Some("http://127.0.0.1:9/token")
+    );
+    assert_eq!(google.api_url, "http://127.0.0.1:9", "no trailing slash");
+    assert_eq!(google.page_size, 200);
+    assert_eq!(google.timeout, std::time::Duration::from_secs(5));
+    assert_eq!(google.deadline, std::time::Duration::from_secs(10));
+    assert_eq!(source.students.year_group_of("/Students/Year 12"), "12");
+    assert_eq!(
+        source.tutors.as_ref().unwrap().select,
+        Select::Google("/Staff".into())
+    );
+    let groups = source.groups.as_ref().unwrap();
+    assert_eq!(groups.select, Select::Google(String::new()));
+    assert_eq!(groups.select.to_string(), "of the Google customer");
+    assert_eq!(groups.name, "name");
+    assert_eq!(groups.match_on.as_deref(), Some("email"));
+    assert!(groups.flatten_nested);
+    assert_eq!(
+        groups.courses[0].courses_for("12a-ma1@north.example"),
+        Some(vec!["MA-Y1-AS".to_owned()])
+    );
+
+    let config = valid(&with_google(
+        "",
+        "[schools.sources.groups]\nquery = \"email:y12*\"\n",
+    ));
+    let source = config.school("north").unwrap().source("google").unwrap();
+    let groups = source.groups.as_ref().unwrap();
+    assert_eq!(groups.select, Select::Google("email:y12*".into()));
+    assert_eq!(groups.select.to_string(), "matching `email:y12*`");
+    // The key from an environment variable instead.
+    let text =
+        with_google("", "").replace("key_file = \"google.json\"", "key_env = \"GOOGLE_KEY\"");
+    let source = valid(&text).school("north").unwrap().sources[0].clone();
+    let Connection::Google(google) = &source.connection else {
+        panic!("{:?}", source.connection);
+    };
+    assert_eq!(google.key, Secret::Env("GOOGLE_KEY".into()));
+}
+
+#[test]
+fn google_source_mistakes_are_named_with_their_key() {
+    let cases = [
+        (
+            with_google("key_env = \"K\"", ""),
+            "schools.sources.key_file",
+            10,
+            "exactly one of",
+        ),
+        (
+            with_google("", "").replace("admin = \"it.admin@north.example\"\n", ""),
+            "schools.sources.admin",
+            10,
+            "needs `admin`",
+        ),
+        (
+            with_google("", "").replace("it.admin@north.example", "it-admin"),
+            "schools.sources.admin",
+            13,
+            "not an e-mail address",
+        ),
+        (
+            with_google("api_url = \"admin.googleapis.com\"", ""),
+            "schools.sources.api_url",
+            14,
+            "not an http:// or https:// URL",
+        ),
+        (
+            with_google("token_url = \"ftp://x\"", ""),
+            "schools.sources.token_url",
+            14,
+            "not an http:// or https:// URL",
+        ),
+        (
+            with_google("deadline_secs = 5", ""),
+            "schools.sources.deadline_secs",
+            14,
+            "5 is not between 10 and 86400",
+        ),
+        (
+            with_google("page_size = 1000", ""),
+            "schools.sources.page_size",
+            14,
+            "1000 is not between 1 and 500",
+        ),
+        (
+            with_google("bind_dn = \"cn=x\"", ""),
+            "schools.sources.bind_dn",
+            14,
+            "`bind_dn` is a setting of `ldap` sources; source `google` is `google`",
+        ),
+        (
+            with_google("incremental = true", ""),
+            "schools.sources.incremental",
+            14,
+            "setting of `ldap` sources",
+        ),
+        (
+            with_google("", "base = \"ou=Students\"\n"),
+            "schools.sources.students.base",
+            17,
+            "use `org_unit`",
+        ),
+        (
+            with_google("", "").replace("org_unit = \"/Students\"", "org_unit = \"Students\""),
+            "schools.sources.students.org_unit",
+            16,
+            "is not an org unit path",
+        ),
+        (
+            with_google(
+                "",
+                "[schools.sources.tutors]\nyear_group = \"orgUnitPath\"\n",
+            ),
+            "schools.sources.tutors.org_unit",
+            17,
+            "needs `org_unit`",
+        ),
+        (
+            with_google("", "[schools.sources.groups]\nbase = \"ou=Groups\"\n"),
+            "schools.sources.groups.base",
+            18,
+            "does not use `groups.base`",
+        ),
+    ];
+    for (text, key, line, expected) in cases {
+        let message = invalid(&text, key, line);
+        assert!(message.contains(expected), "{key}: {message}");
+    }
+}
+
+#[test]
+fn the_shipped_google_example_is_a_valid_source_once_uncommented() {
+    // The commented example after the LDAP source, from its `[[schools.sources]]` to the end
+    // of its attributes table.
+    let start = SHIPPED
+        .find("# [[schools.sources]]\n# id = \"google\"")
+        .expect("a commented Google source in config/rollcall.toml");
+    let example: String = SHIPPED[start..]
+        .lines()
+        .take_while(|line| line.starts_with('#'))
+        .map(|line| {
+            line.strip_prefix("# ")
+                .unwrap_or(line.trim_start_matches('#'))
+        })
+        .filter(|line| {
+            line.starts_with('[')
+                || line.split_once(" = ").is_some_and(|(key, _)| {
+                    key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                })
+        })
+        // One way to the key.
+        .filter(|line| !line.starts_with("key_env"))
+        .fold(String::new(), |text, line| text + line + "\n");
+    let school = "[[schools]]\nid = \"north\"\nname = \"N\"\n\n[[schools.courses]]\n\
+                  code = \"MA-Y1-AS\"\ntitle = \"Mathematics Year 1 (AS)\"\n\n";
+    let config = valid(&format!("{school}{example}"));
+    let source = config.school("north").unwrap().source("google").unwrap();
+    assert_eq!(source.kind(), "google");
+    assert_eq!(source.students.year_group_of("/Students/Year 12"), "12");
+    assert!(source.groups.as_ref().unwrap().flatten_nested);
+    assert_eq!(source.attributes.anchor, "id");
 }

@@ -260,7 +260,7 @@ fn sync_error(error: sync::Error, request_id: &str) -> ApiError {
         }
         // The directory failed or answered something refused: not the caller's fault, and
         // not ours; the message says what to fix.
-        Directory(_) | EmptySearch { .. } | Secret(_) => {
+        Directory(_) | Google(_) | OneRoster(_) | EmptySearch { .. } | Secret(_) => {
             ApiError::new(StatusCode::BAD_GATEWAY, "directory", error.to_string())
         }
         Roster(error) => ApiError::roster(error, request_id),

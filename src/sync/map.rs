@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::dn;
 use super::ldap::{ACCOUNT_DISABLED, Entry, guid_text};
-use crate::config::{Dialect, School, Source};
+use crate::config::{Connection, Dialect, School, Source};
 use crate::roster::{Person, Role};
 use crate::store::SyncEntry;
 
@@ -85,7 +85,10 @@ pub fn person_attributes(source: &Source) -> Vec<String> {
     names.extend(a.student_number.clone());
     names.extend(source.students.year_group.clone());
     names.extend(source.tutors.as_ref().and_then(|t| t.year_group.clone()));
-    if source.ldap.dialect == Dialect::ActiveDirectory {
+    if source
+        .ldap()
+        .is_some_and(|l| l.dialect == Dialect::ActiveDirectory)
+    {
         names.push("userAccountControl".into());
     }
     names.extend(source.incremental.as_ref().map(|i| i.attribute.clone()));
@@ -150,8 +153,12 @@ fn text(entry: &Entry, attribute: &str) -> String {
 /// changes every digest.
 pub fn rules(source: &Source) -> String {
     format!(
-        "{:?}\0{:?}\0{:?}\0{:?}",
-        source.ldap.dialect, source.attributes, source.students, source.tutors
+        "{}\0{:?}\0{:?}\0{:?}\0{:?}",
+        source.kind(),
+        source.ldap().map(|l| l.dialect),
+        source.attributes,
+        source.students,
+        source.tutors
     )
 }
 
@@ -308,7 +315,7 @@ pub fn desired(
                 year_group: people
                     .year_group
                     .as_deref()
-                    .map(|attribute| text(entry, attribute))
+                    .map(|attribute| people.year_group_of(&text(entry, attribute)))
                     .unwrap_or_default(),
                 student_number: a
                     .student_number
@@ -330,13 +337,7 @@ pub fn desired(
                 out.unmapped.insert(anchor);
                 continue;
             }
-            let active = match source.ldap.dialect {
-                Dialect::ActiveDirectory => entry
-                    .first("userAccountControl")
-                    .and_then(|flags| flags.trim().parse::<u32>().ok())
-                    .is_none_or(|flags| flags & ACCOUNT_DISABLED == 0),
-                Dialect::Openldap => true,
-            };
+            let active = active(source, entry);
             locate(&anchor);
             out.entries.push(SyncEntry {
                 anchor: anchor.clone(),
@@ -373,6 +374,35 @@ pub fn desired(
         ));
     }
     out
+}
+
+/// Whether the directory lets the person in: Active Directory's ACCOUNTDISABLE flag, a Google
+/// user neither suspended nor archived, a OneRoster user neither disabled (`enabledUser`) nor
+/// marked `tobedeleted`.
+fn active(source: &Source, entry: &Entry) -> bool {
+    let flag = |name: &str| {
+        entry
+            .first(name)
+            .is_some_and(|value| value.trim().eq_ignore_ascii_case("true"))
+    };
+    match &source.connection {
+        Connection::Ldap(ldap) => match ldap.dialect {
+            Dialect::ActiveDirectory => entry
+                .first("userAccountControl")
+                .and_then(|flags| flags.trim().parse::<u32>().ok())
+                .is_none_or(|flags| flags & ACCOUNT_DISABLED == 0),
+            Dialect::Openldap => true,
+        },
+        Connection::Google(_) => !flag("suspended") && !flag("archived"),
+        Connection::OneRoster(_) => {
+            !entry
+                .first("enabledUser")
+                .is_some_and(|value| value.trim().eq_ignore_ascii_case("false"))
+                && !entry
+                    .first("status")
+                    .is_some_and(|value| value.trim().eq_ignore_ascii_case("tobedeleted"))
+        }
+    }
 }
 
 /// Finding a person's anchor by DN or uid: among those read, then those known from before.
@@ -440,7 +470,17 @@ fn groups(
             });
             continue;
         }
-        if rules.teaching.as_ref().is_some_and(|p| !p.is_match(&name)) {
+        // What the teaching pattern and the course rules look at: the name, or another
+        // attribute (a Google group's address).
+        let matched = match &rules.match_on {
+            Some(attribute) => text(entry, attribute),
+            None => name.clone(),
+        };
+        if rules
+            .teaching
+            .as_ref()
+            .is_some_and(|p| !p.is_match(&matched))
+        {
             continue;
         }
         let anchor =
@@ -465,7 +505,7 @@ fn groups(
             })
             .unwrap_or_default();
         for rule in &rules.courses {
-            chosen.extend(rule.courses_for(&name).unwrap_or_default());
+            chosen.extend(rule.courses_for(&matched).unwrap_or_default());
         }
         let courses = match school.courses.expand(&chosen) {
             Ok(courses) => {

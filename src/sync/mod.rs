@@ -1,6 +1,8 @@
-//! Directory sync: a school's directory (OpenLDAP or Active Directory) read on a schedule or on
-//! request, mapped to students, tutors and teaching groups by the school's rules, reconciled
-//! against what the source owns, and applied in one transaction.
+//! Directory sync: a school's directory (OpenLDAP or Active Directory, Google Workspace, or a
+//! OneRoster export) read on a schedule or on request, mapped to students, tutors and teaching
+//! groups by the school's rules, reconciled against what the source owns, and applied in one
+//! transaction. Every kind reads into directory entries (a name and attributes), so the
+//! mapping, the plan and its safety checks are the same for all.
 //!
 //! A run: take the source's lease (one run at a time, whichever process) → read every search
 //! (paged) → refuse an empty search where the source has accounts → map → plan → hold the
@@ -9,8 +11,10 @@
 //! nothing.**
 
 pub mod dn;
+pub mod google;
 pub mod ldap;
 pub mod map;
+pub mod oneroster;
 pub mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
-use crate::config::{Incremental, School, Source};
+use crate::config::{Connection, Incremental, Ldap, School, Source};
 use crate::credentials;
 use crate::provider::Provider;
 use crate::roster;
@@ -51,14 +55,19 @@ pub enum Error {
     Secret(String),
     #[error(transparent)]
     Directory(#[from] ldap::Error),
+    #[error(transparent)]
+    Google(#[from] google::Error),
+    #[error(transparent)]
+    OneRoster(#[from] oneroster::Error),
     #[error(
-        "the {what} search under `{base}` returned nothing, but this source has {owned} active \
-         {what}; refusing to treat that as everyone leaving (a wrong base DN or filter, or an \
-         emptied OU?)"
+        "the {what} search {place} returned nothing, but this source has {owned} active \
+         {what}; refusing to treat that as everyone leaving (a wrong base DN, org unit or \
+         filter, an emptied OU, or an export without them?)"
     )]
     EmptySearch {
         what: &'static str,
-        base: String,
+        /// Where it looked (`Select`'s description).
+        place: String,
         owned: usize,
     },
     #[error("source `{0}` is running already")]
@@ -242,9 +251,8 @@ fn find<'a>(
     Ok((school, source))
 }
 
-/// The connection settings of a source, with its bind password read now.
-pub fn settings(source: &Source) -> Result<ldap::Settings, Error> {
-    let l = &source.ldap;
+/// The connection settings of an LDAP source, with its bind password read now.
+pub fn settings(l: &Ldap) -> Result<ldap::Settings, Error> {
     Ok(ldap::Settings {
         url: l.url.clone(),
         starttls: l.starttls,
@@ -256,14 +264,22 @@ pub fn settings(source: &Source) -> Result<ldap::Settings, Error> {
     })
 }
 
-/// Reads every search of a source; with `changed`, `(attribute>=value)`, only the entries
-/// changed since.
+/// Reads every search of an LDAP source; with `changed`, `(attribute>=value)`, only the
+/// entries changed since.
 pub async fn read(
     source: &Source,
+    settings: &Ldap,
     changed: Option<&str>,
     progress: Progress<'_>,
 ) -> Result<Read, Error> {
-    let mut directory = ldap::Directory::connect(&settings(source)?).await?;
+    let search = |select: &crate::config::Select| match select {
+        crate::config::Select::Ldap { base, filter } => Ok((base.clone(), filter.clone())),
+        other => Err(Error::Roster(roster::Error::Internal(format!(
+            "an LDAP source cannot search {other}"
+        )))),
+    };
+    let (students_base, students_filter) = search(&source.students.select)?;
+    let mut directory = ldap::Directory::connect(&self::settings(settings)?).await?;
     let filter = |filter: &str| match changed {
         Some(changed) => format!("(&{filter}{changed})"),
         None => filter.to_owned(),
@@ -272,35 +288,68 @@ pub async fn read(
     let people = map::person_attributes(source);
     let people: Vec<&str> = people.iter().map(String::as_str).collect();
     let mut out = Read::default();
-    progress(&format!(
-        "reading {what}students under {}",
-        source.students.base
-    ));
+    progress(&format!("reading {what}students under {students_base}"));
     out.students = directory
-        .search(
-            &source.students.base,
-            &filter(&source.students.filter),
-            &people,
-        )
+        .search(&students_base, &filter(&students_filter), &people)
         .await?;
     if let Some(tutors) = &source.tutors {
-        progress(&format!("reading {what}tutors under {}", tutors.base));
+        let (base, tutors_filter) = search(&tutors.select)?;
+        progress(&format!("reading {what}tutors under {base}"));
         out.tutors = directory
-            .search(&tutors.base, &filter(&tutors.filter), &people)
+            .search(&base, &filter(&tutors_filter), &people)
             .await?;
     }
     if let Some(groups) = &source.groups {
-        progress(&format!("reading {what}groups under {}", groups.base));
+        let (base, groups_filter) = search(&groups.select)?;
+        progress(&format!("reading {what}groups under {base}"));
         let attributes = map::group_attributes(source);
         let attributes: Vec<&str> = attributes.iter().map(String::as_str).collect();
         out.groups = Some(
             directory
-                .search(&groups.base, &filter(&groups.filter), &attributes)
+                .search(&base, &filter(&groups_filter), &attributes)
                 .await?,
         );
     }
     directory.close().await;
     Ok(out)
+}
+
+/// Connects to a source and tries each of its searches (`rollcall check-config --connect`):
+/// each line, and whether it is fine.
+pub async fn check(source: &Source) -> Result<Vec<(String, bool)>, Error> {
+    let settings = match &source.connection {
+        Connection::Ldap(settings) => settings,
+        Connection::Google(google) => return Ok(google::check(source, google).await?),
+        Connection::OneRoster(roster) => return Ok(oneroster::check(source, &roster.path).await?),
+    };
+    let settings = self::settings(settings)?;
+    let mut directory = ldap::Directory::connect(&settings).await?;
+    let mut lines = vec![(format!("bound as {}", settings.bind_dn), true)];
+    let mut searches = vec![("students", &source.students.select)];
+    if let Some(tutors) = &source.tutors {
+        searches.push(("tutors", &tutors.select));
+    }
+    if let Some(groups) = &source.groups {
+        searches.push(("groups", &groups.select));
+    }
+    for (what, select) in searches {
+        let crate::config::Select::Ldap { base, filter } = select else {
+            continue;
+        };
+        match directory.search(base, filter, &["1.1"]).await {
+            Ok(entries) if entries.is_empty() => lines.push((
+                format!("{what}: the filter {filter} matches nothing under {base}"),
+                false,
+            )),
+            Ok(entries) => lines.push((
+                format!("{what}: {} entries under {base}", entries.len()),
+                true,
+            )),
+            Err(error) => lines.push((format!("{what}: {error}"), false)),
+        }
+    }
+    directory.close().await;
+    Ok(lines)
 }
 
 /// The highest change marker among the entries read (`None` when none has one).
@@ -365,25 +414,25 @@ async fn refuse_empty(
         (
             "students",
             "student",
-            Some(&source.students.base),
+            Some(&source.students.select),
             read.students.is_empty(),
         ),
         (
             "tutors",
             "tutor",
-            source.tutors.as_ref().map(|t| &t.base),
+            source.tutors.as_ref().map(|t| &t.select),
             read.tutors.is_empty(),
         ),
     ];
-    for (what, role, base, empty) in searches {
-        let (Some(base), true) = (base, empty) else {
+    for (what, role, select, empty) in searches {
+        let (Some(select), true) = (select, empty) else {
             continue;
         };
         let owned = provider.store.count_active(scope, role).await?;
         if owned > 0 {
             return Err(Error::EmptySearch {
                 what,
-                base: base.clone(),
+                place: select.to_string(),
                 owned: usize::try_from(owned).unwrap_or(usize::MAX),
             });
         }
@@ -394,7 +443,7 @@ async fn refuse_empty(
     {
         return Err(Error::EmptySearch {
             what: "groups",
-            base: groups.base.clone(),
+            place: groups.select.to_string(),
             owned: stored.groups.len(),
         });
     }
@@ -436,16 +485,25 @@ async fn run_locked(
     let now = provider.clock.now();
     // Incremental when allowed, resumable, and the last full run is recent enough.
     let cursor = provider.store.cursor(scope).await?;
-    let resume = match (&source.incremental, &cursor, mode) {
-        (Some(incremental), Some(cursor), Mode::Apply)
-            if now - cursor.full_at < incremental.full_every =>
-        {
-            Some(changed_since(incremental, &cursor.marker))
+    let (read, full) = match &source.connection {
+        Connection::Ldap(settings) => {
+            let resume = match (&source.incremental, &cursor, mode) {
+                (Some(incremental), Some(cursor), Mode::Apply)
+                    if now - cursor.full_at < incremental.full_every =>
+                {
+                    Some(changed_since(incremental, &cursor.marker))
+                }
+                _ => None,
+            };
+            let read = read(source, settings, resume.as_deref(), progress).await?;
+            (read, resume.is_none())
         }
-        _ => None,
+        Connection::Google(google) => (google::read(source, google, progress).await?, true),
+        Connection::OneRoster(roster) => {
+            let roster = oneroster::read(provider, scope, source, &roster.path, progress).await?;
+            (roster.read, !roster.delta)
+        }
     };
-    let full = resume.is_none();
-    let read = read(source, resume.as_deref(), progress).await?;
     let counts = ReadCounts {
         students: read.students.len(),
         tutors: read.tutors.len(),
@@ -705,7 +763,7 @@ pub async fn status(provider: &Provider, school_id: &str) -> Result<Vec<Status>,
             });
         out.push(Status {
             source: source.id.clone(),
-            url: source.ldap.url.clone(),
+            url: source.location(),
             interval_minutes: source.interval.map(|i| i.as_secs() / 60),
             last_run,
             held,
@@ -725,14 +783,20 @@ pub async fn schedule(provider: Provider) {
                 continue;
             };
             let provider = provider.clone();
+            let lease = source.lease;
             let (school, source) = (school.id.clone(), source.id.clone());
             runs.spawn(async move {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 loop {
                     let quiet: Progress = &|_| {};
-                    // Failures are logged and recorded by `run`; the schedule goes on.
-                    let _ = run(&provider, &school, &source, Mode::Apply, quiet).await;
-                    tokio::time::sleep(interval).await;
+                    // Failures are logged and recorded by `run`; the schedule goes on. A source
+                    // busy elsewhere (another instance's run) is tried again after one lease,
+                    // which is at most how long that run can hold it without finishing.
+                    let wait = match run(&provider, &school, &source, Mode::Apply, quiet).await {
+                        Err(Error::Busy(_)) => lease.min(interval),
+                        _ => interval,
+                    };
+                    tokio::time::sleep(wait).await;
                 }
             });
         }

@@ -1145,7 +1145,9 @@ fn sync_error(state: &AppState, signed: &SignedIn, error: sync::Error) -> Respon
     let status = match &error {
         NoSource { .. } => StatusCode::NOT_FOUND,
         Busy(_) | NothingHeld(_) | ApprovalOutdated { .. } => StatusCode::CONFLICT,
-        Directory(_) | EmptySearch { .. } | Secret(_) => StatusCode::BAD_GATEWAY,
+        Directory(_) | Google(_) | OneRoster(_) | EmptySearch { .. } | Secret(_) => {
+            StatusCode::BAD_GATEWAY
+        }
         Roster(_) | Store(_) => {
             return roster_error(state, signed, roster::Error::Internal(error.to_string()));
         }
