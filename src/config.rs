@@ -20,6 +20,8 @@ pub use sources::{
     Attributes, Connection, CourseRule, Dialect, Google, Groups, Incremental, Ldap, OneRoster,
     People, Secret, Select, Source,
 };
+mod webhooks;
+pub use webhooks::Webhook;
 
 /// Environment variables that override the file.
 pub mod env {
@@ -49,6 +51,8 @@ pub struct Config {
     pub login: Login,
     pub console: Console,
     pub schools: Vec<School>,
+    /// Receivers told of every change (`[[webhooks]]`).
+    pub webhooks: Vec<Webhook>,
 }
 
 /// The admin console's sessions.
@@ -394,6 +398,8 @@ impl Config {
                 sources,
             });
         }
+        let webhooks = webhooks::webhooks(file.webhooks, base, &schools)
+            .map_err(|(span, key, message)| invalid(span, &key, message))?;
         let argon2 = match file.argon2 {
             None => Argon2::default(),
             Some(file) => {
@@ -479,6 +485,7 @@ impl Config {
             login,
             console,
             schools,
+            webhooks,
         })
     }
 
@@ -705,6 +712,8 @@ struct File {
     console: Option<ConsoleFile>,
     #[serde(default)]
     schools: Vec<SchoolFile>,
+    #[serde(default)]
+    webhooks: Vec<webhooks::WebhookFile>,
 }
 
 #[derive(Deserialize, Default)]

@@ -9,6 +9,7 @@
 //! - [`provider`]: each SCIM operation over the store, and `/Bulk`.
 //! - [`scim`]: SCIM as plain data (schemas, filter, PATCH, documents, errors); no IO.
 //! - [`store`]: persistence; the only module with SQL.
+//! - [`webhooks`]: the events each change makes, and their signed, ordered delivery.
 //! - [`config`], [`token`], [`password`], [`clock`]: configuration, bearer tokens, argon2id,
 //!   and the one place that reads time and randomness.
 
@@ -28,6 +29,7 @@ pub mod seal;
 pub mod store;
 pub mod sync;
 pub mod token;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -56,14 +58,23 @@ pub enum Error {
     SlipKey(#[from] seal::KeyError),
     #[error(transparent)]
     Templates(#[from] http::console::TemplateError),
+    #[error(transparent)]
+    Webhooks(#[from] webhooks::Error),
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
 }
 
 /// Opens the store named by the configuration (creating and migrating it) and records the
-/// configured schools in it.
+/// configured schools in it. Its writes add the configured webhooks' events to the outbox.
 pub async fn open_store(config: &Config) -> Result<Store, Error> {
-    let store = Store::open(&config.store.url).await?;
+    let mut store = Store::open(&config.store.url).await?;
+    store.set_outbox(store::Outbox::new(
+        config
+            .webhooks
+            .iter()
+            .map(config::Webhook::subscription)
+            .collect(),
+    ));
     store.upsert_schools(&config.schools).await?;
     Ok(store)
 }
@@ -95,6 +106,7 @@ pub async fn provider(config: &Config, clock: Clock) -> Result<Provider, Error> 
         ),
         hasher: Hasher::per_core(config.argon2)?,
         vault,
+        webhooks: config.webhooks.clone().into(),
     })
 }
 
@@ -130,6 +142,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let store = state.provider.store.clone();
+    let deliverers = webhooks::start(&store, &state.provider.clock, &state.provider.webhooks)?;
     let janitor = tokio::spawn(purge_expired_slips(state.provider.clone()));
     let scheduler = tokio::spawn(sync::schedule(state.provider.clone()));
     let app = http::router(state, Duration::from_secs(server.request_timeout_secs));
@@ -156,6 +169,7 @@ pub async fn serve(
     };
     janitor.abort();
     scheduler.abort();
+    deliverers.stop().await;
     store.close().await;
     result
 }

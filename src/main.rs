@@ -140,6 +140,26 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Webhook deliveries: each webhook's outbox (`--status`), the events that failed for good
+    /// (`--failed`), or queue those again for the daemon to send (`--replay`).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["status", "failed", "replay"])))]
+    Webhooks {
+        /// Pending, failed and recently delivered events, and the last error, per webhook.
+        #[arg(long)]
+        status: bool,
+        /// The events whose attempts are used up.
+        #[arg(long)]
+        failed: bool,
+        /// Queue the failed events again (the running daemon sends them).
+        #[arg(long)]
+        replay: bool,
+        /// Only this webhook (`[[webhooks]] id`).
+        #[arg(long)]
+        webhook: Option<String>,
+        /// With --replay: only the event with this id.
+        #[arg(long, requires = "replay")]
+        event: Option<String>,
+    },
     /// Import a OneRoster 1.1 CSV export (a folder or a zip file): students, tutors and
     /// teaching groups, by the rules of the school's OneRoster source (a source `oneroster`
     /// with the default rules when it has none). Prints the plan and applies it, as `rollcall
@@ -258,6 +278,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let store = rollcall::open_store(&config).await?;
             store.close().await;
             println!("store: opened and up to date");
+            check_webhooks(&config)?;
             if connect {
                 check_sources(&config).await?;
             }
@@ -329,6 +350,20 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 hold_slips: false,
             };
             import(&config, &school, request, slips.as_deref()).await?;
+        }
+        Command::Webhooks {
+            status,
+            failed,
+            replay,
+            webhook,
+            event,
+        } => {
+            let what = match (status, failed, replay) {
+                (true, ..) => WebhooksView::Status,
+                (_, true, _) => WebhooksView::Failed,
+                _ => WebhooksView::Replay(event),
+            };
+            webhooks(&config, what, webhook.as_deref()).await?
         }
         Command::Slips {
             school,
@@ -1040,6 +1075,191 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
+}
+
+// --- `rollcall webhooks` and the webhooks' part of `check-config`. ---
+
+/// What `rollcall webhooks` shows or does.
+enum WebhooksView {
+    Status,
+    Failed,
+    /// Requeue the failed events (only the one with this id, when given).
+    Replay(Option<String>),
+}
+
+async fn webhooks(config: &Config, view: WebhooksView, only: Option<&str>) -> anyhow::Result<()> {
+    let store = rollcall::open_store(config).await?;
+    let result = webhooks_in(config, &store, view, only).await;
+    store.close().await;
+    result
+}
+
+async fn webhooks_in(
+    config: &Config,
+    store: &rollcall::store::Store,
+    view: WebhooksView,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
+    let now = Clock::system().now();
+    let statuses = store
+        .outbox_status(now - std::time::Duration::from_secs(24 * 3600))
+        .await?;
+    if let Some(id) = only
+        && !config.webhooks.iter().any(|w| w.id == id)
+        && !statuses.iter().any(|s| s.webhook == id)
+    {
+        anyhow::bail!(
+            "no webhook `{id}` is configured{}",
+            match config.webhooks.as_slice() {
+                [] => " (the configuration has no [[webhooks]])".to_owned(),
+                hooks => format!(
+                    ": use {}",
+                    hooks
+                        .iter()
+                        .map(|w| w.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        );
+    }
+    match view {
+        WebhooksView::Status => {
+            // Every configured webhook, then any the outbox still holds events of.
+            let mut ids: Vec<&str> = config.webhooks.iter().map(|w| w.id.as_str()).collect();
+            for status in &statuses {
+                if !ids.contains(&status.webhook.as_str()) {
+                    ids.push(&status.webhook);
+                }
+            }
+            if ids.is_empty() {
+                println!(
+                    "no webhooks are configured ([[webhooks]] in {})",
+                    cli_path(config)
+                );
+            }
+            for id in ids
+                .into_iter()
+                .filter(|id| only.is_none_or(|only| only == *id))
+            {
+                let status = statuses
+                    .iter()
+                    .find(|s| s.webhook == id)
+                    .cloned()
+                    .unwrap_or_default();
+                let configured = config.webhooks.iter().any(|w| w.id == id);
+                println!(
+                    "webhook {id}{}: {} pending{}, {} failed, {} delivered in the last 24 h",
+                    if configured {
+                        ""
+                    } else {
+                        " (no longer configured)"
+                    },
+                    status.pending,
+                    status
+                        .oldest_pending
+                        .map(|at| format!(" (oldest {} ago)", age(now - at)))
+                        .unwrap_or_default(),
+                    status.failed,
+                    status.delivered,
+                );
+                if let Some((error, at)) = &status.last_error {
+                    println!(
+                        "  last error {} ({} ago): {error}",
+                        rollcall::store::format_time(*at),
+                        age(now - *at)
+                    );
+                }
+            }
+        }
+        WebhooksView::Failed => {
+            let failed = store.failed_events(only).await?;
+            if failed.is_empty() {
+                println!("no failed events");
+            }
+            for event in failed {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\tsubject {}\t{} attempts\t{}",
+                    event.seq,
+                    event.webhook,
+                    event.event_id,
+                    event.event_type,
+                    rollcall::store::format_time(event.created),
+                    event.subject,
+                    event.attempts,
+                    event.last_error.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        WebhooksView::Replay(event) => {
+            let requeued = store.replay_events(only, event.as_deref(), now).await?;
+            if requeued == 0
+                && let Some(event) = event
+            {
+                anyhow::bail!("no failed event {event}");
+            }
+            println!(
+                "{requeued} failed event{} queued again; the running daemon sends {}",
+                if requeued == 1 { "" } else { "s" },
+                if requeued == 1 {
+                    "it"
+                } else {
+                    "them, in order"
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A duration as people read it: 45 s, 12 min, 3 h, 2 d.
+fn age(duration: time::Duration) -> String {
+    let seconds = duration.whole_seconds().max(0);
+    match seconds {
+        0..120 => format!("{seconds} s"),
+        120..7200 => format!("{} min", seconds / 60),
+        7200..172_800 => format!("{} h", seconds / 3600),
+        _ => format!("{} d", seconds / 86_400),
+    }
+}
+
+/// `check-config`: each webhook's events and schools, and whether its secret can be read (the
+/// daemon refuses to start without it).
+fn check_webhooks(config: &Config) -> anyhow::Result<()> {
+    let mut unreadable = 0;
+    for webhook in &config.webhooks {
+        let events = if webhook.events.len() == rollcall::webhooks::event::EventType::ALL.len() {
+            "every event".to_owned()
+        } else {
+            webhook
+                .events
+                .iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let schools = webhook
+            .schools
+            .as_ref()
+            .map_or_else(|| "every school".to_owned(), |s| s.join(", "));
+        let secret = match rollcall::webhooks::signing_key(webhook) {
+            Ok(_) => "secret readable".to_owned(),
+            Err(error) => {
+                unreadable += 1;
+                error.to_string()
+            }
+        };
+        println!(
+            "webhook {}: {events} of {schools}; {} attempts at most; {secret}",
+            webhook.id, webhook.max_attempts
+        );
+    }
+    if unreadable > 0 {
+        anyhow::bail!(
+            "{unreadable} webhook secret(s) cannot be read: `rollcall serve` would not start"
+        );
+    }
+    Ok(())
 }
 
 /// `rollcall import-oneroster`.

@@ -677,7 +677,7 @@ fn shipped_table(table_header: &str) -> Vec<&'static str> {
 fn the_shipped_file_shows_every_key_of_the_file_model() {
     let top = model_keys("");
     let mut expected = vec![
-        "data_dir", "server", "store", "argon2", "slips", "login", "console", "schools",
+        "data_dir", "server", "store", "argon2", "slips", "login", "console", "schools", "webhooks",
     ];
     expected.sort();
     let mut sorted = top.clone();
@@ -714,7 +714,7 @@ fn the_shipped_file_shows_every_key_of_the_file_model() {
             let table = |names: &[&str]| names.contains(&key.as_str());
             if (header.is_empty()
                 && table(&[
-                    "server", "store", "argon2", "slips", "login", "console", "schools",
+                    "server", "store", "argon2", "slips", "login", "console", "schools", "webhooks",
                 ]))
                 || (header == "[[schools]]"
                     && table(&["usernames", "passwords", "courses", "sources"]))
@@ -948,6 +948,232 @@ fn course_templates_fill_in_what_the_pattern_captured() {
         rule.courses_for("12B/Ph2"),
         Some(vec!["Ph-Y12".to_owned(), "Costs $5".to_owned()])
     );
+}
+
+// --- [[webhooks]] ---
+
+/// The schools and one webhook, `id = "lms"` on line 11, then `lines` from line 12.
+fn with_webhook(lines: &str) -> String {
+    format!("{SCHOOLS}\n[[webhooks]]\nid = \"lms\"\n{lines}")
+}
+
+#[test]
+fn a_webhook_gets_every_event_every_school_and_the_default_retries() {
+    let config = valid(&with_webhook(
+        "url = \"https://lms.example/hooks/rollcall\"\nsecret_env = \"LMS_SECRET\"\n",
+    ));
+    let [webhook] = config.webhooks.as_slice() else {
+        panic!("{:?}", config.webhooks)
+    };
+    assert_eq!(webhook.id, "lms");
+    assert_eq!(webhook.url, "https://lms.example/hooks/rollcall");
+    assert_eq!(
+        webhook.events,
+        crate::webhooks::event::EventType::ALL.to_vec()
+    );
+    assert_eq!(webhook.secret, Secret::Env("LMS_SECRET".into()));
+    assert_eq!(webhook.timeout, std::time::Duration::from_secs(10));
+    assert_eq!(webhook.max_attempts, 12);
+    assert_eq!(
+        webhook.retry_initial,
+        std::time::Duration::from_millis(1000)
+    );
+    assert_eq!(webhook.retry_max, std::time::Duration::from_secs(600));
+    assert_eq!(webhook.schools, None);
+    let subscription = webhook.subscription();
+    assert_eq!(subscription.webhook, "lms");
+    assert!(subscription.covers("south-2"));
+    // No webhooks at all is the default.
+    assert!(valid(SCHOOLS).webhooks.is_empty());
+}
+
+#[test]
+fn every_webhook_setting_is_read() {
+    use crate::webhooks::event::EventType;
+    let config = valid(&format!(
+        "{}{}",
+        with_webhook(
+            r#"url = "http://127.0.0.1:9000/in"
+events = ["user.created", "group.membership_changed", "user.created"]
+secret_file = "secrets/lms"
+timeout_secs = 3
+max_attempts = 5
+retry_initial_ms = 250
+retry_max_secs = 60
+schools = ["south-2"]
+"#
+        ),
+        "\n[[webhooks]]\nid = \"audit\"\nurl = \"https://audit.example\"\nsecret_env = \"A\"\n"
+    ));
+    let webhook = &config.webhooks[0];
+    assert_eq!(
+        webhook.events,
+        [EventType::UserCreated, EventType::GroupMembershipChanged]
+    );
+    assert_eq!(
+        webhook.secret,
+        Secret::File(Path::new("/etc/rollcall/secrets/lms").to_owned())
+    );
+    assert_eq!(webhook.timeout, std::time::Duration::from_secs(3));
+    assert_eq!(webhook.max_attempts, 5);
+    assert_eq!(webhook.retry_initial, std::time::Duration::from_millis(250));
+    assert_eq!(webhook.retry_max, std::time::Duration::from_secs(60));
+    assert_eq!(webhook.schools, Some(vec!["south-2".to_owned()]));
+    let subscription = webhook.subscription();
+    assert!(subscription.wants("south-2", EventType::UserCreated));
+    assert!(!subscription.wants("north", EventType::UserCreated));
+    assert!(!subscription.wants("south-2", EventType::UserDeleted));
+    assert_eq!(config.webhooks[1].id, "audit");
+}
+
+#[test]
+fn webhook_mistakes_name_their_key_and_line() {
+    let secret = "secret_env = \"S\"\n";
+    let message = invalid(
+        &with_webhook(&format!(
+            "url = \"https://x.example\"\n{secret}events = [\"user.created\", \"user.renamed\"]\n"
+        )),
+        "webhooks.events",
+        14,
+    );
+    assert!(
+        message.contains("`user.renamed` is not an event"),
+        "{message}"
+    );
+    for name in crate::webhooks::event::EventType::ALL {
+        assert!(message.contains(name.as_str()), "{message}");
+    }
+    let message = invalid(
+        &with_webhook(&format!(
+            "url = \"https://x.example\"\n{secret}events = []\n"
+        )),
+        "webhooks.events",
+        14,
+    );
+    assert!(message.contains("leave `events` out"), "{message}");
+    let message = invalid(
+        &with_webhook(&format!("url = \"ftp://x.example\"\n{secret}")),
+        "webhooks.url",
+        12,
+    );
+    assert!(message.contains("http:// or https://"), "{message}");
+    let message = invalid(
+        &with_webhook(&format!("url = \"lms.example/hooks\"\n{secret}")),
+        "webhooks.url",
+        12,
+    );
+    assert!(message.contains("not a URL"), "{message}");
+    let message = invalid(
+        &with_webhook(&format!("url = \"https://u:hunter2@x.example\"\n{secret}")),
+        "webhooks.url",
+        12,
+    );
+    assert!(message.contains("password"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    let message = invalid(
+        &with_webhook("url = \"https://x.example\"\n"),
+        "webhooks.secret_env",
+        11,
+    );
+    assert!(message.contains("exactly one of"), "{message}");
+    invalid(
+        &with_webhook(&format!(
+            "url = \"https://x.example\"\n{secret}secret_file = \"s\"\n"
+        )),
+        "webhooks.secret_env",
+        11,
+    );
+    let message = invalid(
+        &with_webhook(&format!(
+            "url = \"https://x.example\"\n{secret}schools = [\"north\", \"west\"]\n"
+        )),
+        "webhooks.schools",
+        14,
+    );
+    assert!(message.contains("no school `west`"), "{message}");
+    invalid(
+        &with_webhook(&format!(
+            "url = \"https://x.example\"\n{secret}schools = []\n"
+        )),
+        "webhooks.schools",
+        14,
+    );
+    for (key, value) in [
+        ("timeout_secs", "0"),
+        ("max_attempts", "0"),
+        ("retry_initial_ms", "0"),
+        ("retry_max_secs", "0"),
+    ] {
+        let message = invalid(
+            &with_webhook(&format!(
+                "url = \"https://x.example\"\n{secret}{key} = {value}\n"
+            )),
+            &format!("webhooks.{key}"),
+            14,
+        );
+        assert!(message.contains("is not between"), "{message}");
+    }
+    let twice = format!(
+        "{}\n[[webhooks]]\nid = \"lms\"\nurl = \"https://y.example\"\n{secret}",
+        with_webhook(&format!("url = \"https://x.example\"\n{secret}"))
+    );
+    let message = invalid(&twice, "webhooks.id", 16);
+    assert!(message.contains("declared twice"), "{message}");
+    let message = invalid(
+        &format!("[[webhooks]]\nid = \"LMS\"\nurl = \"https://x.example\"\n{secret}"),
+        "webhooks.id",
+        2,
+    );
+    assert!(message.contains("cannot name a webhook"), "{message}");
+    // An unknown key is a syntax error on its line.
+    syntax(
+        &with_webhook(&format!(
+            "url = \"https://x.example\"\n{secret}retries = 3\n"
+        )),
+        "retries",
+        14,
+    );
+}
+
+/// `[[webhooks]]` is shown commented out (a live one needs its secret to start): every key.
+#[test]
+fn the_shipped_file_shows_every_webhook_key() {
+    let lines: Vec<&str> = SHIPPED
+        .lines()
+        .skip_while(|line| line.trim() != "# [[webhooks]]")
+        .skip(1)
+        .take_while(|line| line.trim_start().starts_with('#'))
+        .collect();
+    assert!(
+        !lines.is_empty(),
+        "config/rollcall.toml shows no # [[webhooks]]"
+    );
+    for key in model_keys("[[webhooks]]") {
+        let shown = lines.iter().any(|line| {
+            let line = line.trim_start().trim_start_matches('#').trim_start();
+            line.strip_prefix(key.as_str())
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+        assert!(
+            shown,
+            "config/rollcall.toml does not show [[webhooks]] {key}"
+        );
+    }
+    // Uncommented (with one of the two secrets), the example is valid.
+    let example: String = lines
+        .iter()
+        .map(|line| line.trim_start().trim_start_matches('#'))
+        .map(|line| line.strip_prefix(' ').unwrap_or(line))
+        .filter(|line| {
+            line.split_once(" = ")
+                .is_some_and(|(key, _)| key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+                && !line.starts_with("secret_file")
+        })
+        .fold("[[webhooks]]\n".to_owned(), |text, line| text + line + "\n");
+    let config = valid(&format!(
+        "[[schools]]\nid = \"example\"\nname = \"E\"\n{example}"
+    ));
+    assert_eq!(config.webhooks.len(), 1, "{example}");
 }
 
 fn with_oneroster(extra: &str) -> String {

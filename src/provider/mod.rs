@@ -33,6 +33,8 @@ pub struct Provider {
     pub schools: Arc<BTreeMap<String, School>>,
     pub hasher: Hasher,
     pub vault: Vault,
+    /// The webhooks the daemon delivers to (the store writes their events by itself).
+    pub webhooks: Arc<[crate::config::Webhook]>,
 }
 
 /// Who is asking: the token's school and source, the audit actor, and the base URL that

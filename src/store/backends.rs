@@ -5,8 +5,9 @@
 use time::OffsetDateTime;
 
 use super::{
-    Cursor, HistoryEntry, ImportGroup, NewRecord, OwnedUser, PendingSlip, Query, Record, Result,
-    Scope, Session, Stamp, StoredCredential, SyncChanges, SyncRun, TakenSlip, Token,
+    Attempt, Cursor, HistoryEntry, ImportGroup, NewRecord, OutboxEvent, OutboxStatus, OwnedUser,
+    PendingSlip, Query, Record, Result, Scope, Session, Stamp, StoredCredential, SyncChanges,
+    SyncRun, TakenSlip, Token,
 };
 use super::{postgres, sqlite};
 use crate::scim::schema::{Kind, Registry};
@@ -33,6 +34,22 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.close().await,
             Store::Postgres(store) => store.close().await,
+        }
+    }
+
+    /// Sets the webhooks whose events every later write of this store (and of its clones made
+    /// afterwards) adds to the outbox, in the write's transaction. Set once, at open.
+    pub fn set_outbox(&mut self, outbox: super::Outbox) {
+        match self {
+            Store::Sqlite(store) => store.set_outbox(outbox),
+            Store::Postgres(store) => store.set_outbox(outbox),
+        }
+    }
+
+    pub fn outbox(&self) -> &super::Outbox {
+        match self {
+            Store::Sqlite(store) => store.outbox(),
+            Store::Postgres(store) => store.outbox(),
         }
     }
 }
@@ -158,4 +175,22 @@ delegate! {
     fn take_lease(scope: &Scope, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> Result<bool>;
     /// Gives the lease back (only if `holder` still has it).
     fn release_lease(scope: &Scope, holder: &str) -> Result<()>;
+    /// Up to `limit` pending events of a webhook due at `now`, oldest first, each the earliest
+    /// undelivered event of its subject (so at most one per subject).
+    fn due_events(webhook: &str, now: OffsetDateTime, limit: i64) -> Result<Vec<OutboxEvent>>;
+    /// Records what became of an attempt to deliver event `seq`.
+    fn record_attempt(seq: i64, attempt: &Attempt, now: OffsetDateTime) -> Result<()>;
+    /// Takes (or renews) a webhook's delivery lease for `holder` until `until`, unless another
+    /// holder's has not expired.
+    fn take_webhook_lease(webhook: &str, holder: &str, now: OffsetDateTime, until: OffsetDateTime) -> Result<bool>;
+    /// Gives a webhook's lease back (only if `holder` still has it).
+    fn release_webhook_lease(webhook: &str, holder: &str) -> Result<()>;
+    /// Erases events delivered before `before`; returns how many.
+    fn prune_delivered(before: OffsetDateTime) -> Result<u64>;
+    /// Each webhook with events in the outbox, with events delivered since `since` counted.
+    fn outbox_status(since: OffsetDateTime) -> Result<Vec<OutboxStatus>>;
+    /// The events left `failed` (of one webhook, when given), oldest first.
+    fn failed_events(webhook: Option<&str>) -> Result<Vec<OutboxEvent>>;
+    /// Queues failed events again (of one webhook, one event id, when given), due at `now`.
+    fn replay_events(webhook: Option<&str>, event_id: Option<&str>, now: OffsetDateTime) -> Result<u64>;
 }

@@ -3,7 +3,8 @@
 //!
 //! Every table is copied row by row, as stored (documents byte for byte, hashes, sealed slips,
 //! audit history with its ids), for the schools asked for. Browser sessions and sync leases
-//! are not: they belong to running processes (admins sign in again). The whole copy is one transaction
+//! are not: they belong to running processes (admins sign in again); nor is the webhook outbox,
+//! which the source's daemon delivers (let it drain first). The whole copy is one transaction
 //! on the target, committed only after each table's rows have been read back from it and found
 //! equal to the source's: same count, same SHA-256 over the rows in key order. A target that
 //! already holds data of one of these schools is refused before anything is written.

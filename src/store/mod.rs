@@ -10,6 +10,7 @@
 mod backends;
 pub mod copy;
 mod filter_sql;
+pub mod outbox;
 mod postgres;
 mod sqlite;
 
@@ -20,6 +21,7 @@ use crate::scim::filter::{AttrPath, Filter};
 use crate::scim::schema::Kind;
 
 pub use backends::Store;
+pub use outbox::{Attempt, Outbox, OutboxEvent, OutboxStatus};
 
 /// The highest character, to close a prefix range (`key >= p AND key < p || MAX_CHAR`).
 const MAX_CHAR: char = char::MAX;

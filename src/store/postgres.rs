@@ -18,23 +18,28 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use time::OffsetDateTime;
 
 use super::filter_sql::Bind;
+use super::outbox::{NewEvent, Outbox};
 use super::{
     Actor, Error, Link, MAX_CHAR, NewRecord, PendingSlip, Record, Result, Scope, Stamp, Token,
     UserName, format_time, parse_time,
 };
 use crate::credentials::username;
 use crate::scim::schema::Kind;
+use crate::webhooks::event::Change;
 
 mod accounts;
 mod console;
 mod core;
 mod sync;
+mod webhooks;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/postgres");
 
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// The webhooks whose events each write adds to the outbox.
+    outbox: Outbox,
 }
 
 impl Store {
@@ -52,7 +57,19 @@ impl Store {
             .await
             .map_err(open_error)?;
         MIGRATIONS.run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            outbox: Outbox::default(),
+        })
+    }
+
+    /// The webhooks whose events every later write adds to the outbox.
+    pub fn set_outbox(&mut self, outbox: Outbox) {
+        self.outbox = outbox;
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The pool, for copying between stores.
@@ -95,8 +112,10 @@ pub(in crate::store::postgres) const CHUNK: usize = 500;
 
 /// Replaces a resource's document. `expected_version`, when given, guards against lost
 /// updates: the write happens only if the stored version still equals it.
+#[allow(clippy::too_many_arguments)]
 pub(in crate::store::postgres) async fn replace(
     tx: &mut Transaction<'static, Postgres>,
+    outbox: &Outbox,
     scope: &Scope,
     kind: Kind,
     id: &str,
@@ -157,22 +176,13 @@ pub(in crate::store::postgres) async fn replace(
             .await?;
     }
     let after = audited(tx, kind, id, &data).await?;
-    audit(
-        tx,
-        scope,
-        stamp.actor,
-        "replace",
-        kind,
-        id,
-        Some(&before),
-        Some(&after),
-        &now,
-    )
-    .await
+    let change = Change::replace(kind, id, &before, &after, new.password_hash.is_some());
+    audit(tx, outbox, scope, stamp.actor, &change, &now).await
 }
 
 pub(in crate::store::postgres) async fn delete(
     tx: &mut Transaction<'static, Postgres>,
+    outbox: &Outbox,
     scope: &Scope,
     kind: Kind,
     id: &str,
@@ -205,15 +215,13 @@ pub(in crate::store::postgres) async fn delete(
     .bind(id)
     .execute(&mut **tx)
     .await?;
+    let change = Change::delete(kind, id, &before);
     audit(
         tx,
+        outbox,
         scope,
         stamp.actor,
-        "delete",
-        kind,
-        id,
-        Some(&before),
-        None,
+        &change,
         &format_time(stamp.at),
     )
     .await
@@ -274,6 +282,7 @@ pub(in crate::store::postgres) fn links_column(kind: Kind) -> &'static str {
 /// Inserts a resource with its dependents, its credential and its audit event.
 pub(in crate::store::postgres) async fn insert(
     tx: &mut Transaction<'static, Postgres>,
+    outbox: &Outbox,
     scope: &Scope,
     kind: Kind,
     id: &str,
@@ -281,7 +290,7 @@ pub(in crate::store::postgres) async fn insert(
     stamp: Stamp<'_>,
 ) -> Result<String> {
     if kind == Kind::User {
-        let mut names = insert_users(tx, scope, &[(id, new)], stamp).await?;
+        let mut names = insert_users(tx, outbox, scope, &[(id, new)], stamp).await?;
         return names.pop().ok_or(Error::NotFound);
     }
     let now = format_time(stamp.at);
@@ -307,13 +316,10 @@ pub(in crate::store::postgres) async fn insert(
     let after = audited(tx, kind, id, &data).await?;
     audit(
         tx,
+        outbox,
         scope,
         stamp.actor,
-        "create",
-        kind,
-        id,
-        None,
-        Some(&after),
+        &Change::create(kind, id, &after),
         &now,
     )
     .await?;
@@ -325,6 +331,7 @@ pub(in crate::store::postgres) async fn insert(
 /// the rows are written with multi-row INSERTs.
 pub(in crate::store::postgres) async fn insert_users(
     tx: &mut Transaction<'static, Postgres>,
+    outbox: &Outbox,
     scope: &Scope,
     accounts: &[(&str, &NewRecord)],
     stamp: Stamp<'_>,
@@ -414,6 +421,14 @@ pub(in crate::store::postgres) async fn insert_users(
                 .push_bind(data);
         });
         events.build().execute(&mut **tx).await?;
+        if outbox.covers(&scope.school_id) {
+            let mut created = Vec::new();
+            for (id, _, _, data) in chunk {
+                let change = Change::create(Kind::User, id, data);
+                created.extend(outbox.rows(&scope.school_id, &change, None, &now)?);
+            }
+            write_outbox(tx, &scope.school_id, &created, &now).await?;
+        }
         // The slips in one statement too (each id once: they are new users' ids).
         let slips: Vec<(&str, &PendingSlip)> = chunk
             .iter()
@@ -789,16 +804,13 @@ pub(in crate::store::postgres) async fn audited(
     Ok(Value::Object(document).to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Records a change in the audit log and, in the same transaction, its webhook events.
 pub(in crate::store::postgres) async fn audit(
     tx: &mut Transaction<'static, Postgres>,
+    outbox: &Outbox,
     scope: &Scope,
     actor: &Actor,
-    action: &str,
-    kind: Kind,
-    id: &str,
-    before: Option<&str>,
-    after: Option<&str>,
+    change: &Change<'_>,
     at: &str,
 ) -> Result<()> {
     sqlx::query(
@@ -811,13 +823,55 @@ pub(in crate::store::postgres) async fn audit(
     .bind(&actor.name)
     .bind(&scope.source)
     .bind(&actor.request_id)
-    .bind(action)
-    .bind(kind.name())
-    .bind(id)
-    .bind(before)
-    .bind(after)
+    .bind(change.action.as_str())
+    .bind(change.kind.name())
+    .bind(change.id)
+    .bind(change.before)
+    .bind(change.after)
     .execute(&mut **tx)
     .await?;
+    if !outbox.covers(&scope.school_id) {
+        return Ok(());
+    }
+    let document: Option<String> = if outbox.wants_password_document(&scope.school_id, change) {
+        sqlx::query_scalar("SELECT data FROM users WHERE school_id = $1 AND id = $2")
+            .bind(&scope.school_id)
+            .bind(change.id)
+            .fetch_optional(&mut **tx)
+            .await?
+    } else {
+        None
+    };
+    let rows = outbox.rows(&scope.school_id, change, document.as_deref(), at)?;
+    write_outbox(tx, &scope.school_id, &rows, at).await
+}
+
+/// Adds events to the outbox, due at once.
+async fn write_outbox(
+    tx: &mut Transaction<'static, Postgres>,
+    school_id: &str,
+    rows: &[NewEvent],
+    at: &str,
+) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut insert = QueryBuilder::<Postgres>::new(
+            "INSERT INTO webhook_outbox (webhook, event_id, school_id, subject, type, body, \
+             created_at, state, attempts, next_attempt_at) ",
+        );
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(&event.webhook)
+                .push_bind(&event.event_id)
+                .push_bind(school_id)
+                .push_bind(&event.subject)
+                .push_bind(event.event_type)
+                .push_bind(&event.body)
+                .push_bind(at)
+                .push_bind("pending")
+                .push_bind(0_i64)
+                .push_bind(at);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -18,16 +18,19 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::filter_sql::{self, Bind, Dialect};
+use super::outbox::{NewEvent, Outbox};
 use super::{
     Actor, Error, Link, MAX_CHAR, NewRecord, PendingSlip, Query, Record, Result, Scope, Stamp,
     Token, UserName, format_time, parse_time,
 };
 use crate::credentials::username;
 use crate::scim::schema::{Kind, Registry};
+use crate::webhooks::event::Change;
 
 mod accounts;
 mod console;
 mod sync;
+mod webhooks;
 
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("src/store/migrations/sqlite");
 
@@ -37,6 +40,8 @@ pub struct Store {
     /// Writers queue here rather than in SQLite's busy handler, which polls with sleeps of up
     /// to 100 ms: the lock is handed over the moment the previous writer commits.
     writer: Arc<Mutex<()>>,
+    /// The webhooks whose events each write adds to the outbox.
+    outbox: Outbox,
 }
 
 fn table(kind: Kind) -> &'static str {
@@ -91,7 +96,17 @@ impl Store {
         Ok(Store {
             pool,
             writer: Arc::new(Mutex::new(())),
+            outbox: Outbox::default(),
         })
+    }
+
+    /// The webhooks whose events every later write adds to the outbox.
+    pub fn set_outbox(&mut self, outbox: Outbox) {
+        self.outbox = outbox;
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The pool, for copying between stores.
@@ -283,7 +298,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
-        insert(&mut tx, scope, kind, id, new, stamp).await?;
+        insert(&mut tx, &self.outbox, scope, kind, id, new, stamp).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -302,7 +317,17 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
-        replace(&mut tx, scope, kind, id, expected_version, new, stamp).await?;
+        replace(
+            &mut tx,
+            &self.outbox,
+            scope,
+            kind,
+            id,
+            expected_version,
+            new,
+            stamp,
+        )
+        .await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -320,7 +345,17 @@ impl Store {
     ) -> Result<()> {
         let (_turn, mut tx) = self.write().await?;
         for (id, version, new) in changes {
-            replace(&mut tx, scope, kind, id, Some(*version), new, stamp).await?;
+            replace(
+                &mut tx,
+                &self.outbox,
+                scope,
+                kind,
+                id,
+                Some(*version),
+                new,
+                stamp,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -335,7 +370,16 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<()> {
         let (_turn, mut tx) = self.write().await?;
-        delete(&mut tx, scope, kind, id, expected_version, stamp).await?;
+        delete(
+            &mut tx,
+            &self.outbox,
+            scope,
+            kind,
+            id,
+            expected_version,
+            stamp,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -370,8 +414,10 @@ impl Store {
 
 /// Replaces a resource's document. `expected_version`, when given, guards against lost
 /// updates: the write happens only if the stored version still equals it.
+#[allow(clippy::too_many_arguments)]
 async fn replace(
     tx: &mut Transaction<'static, Sqlite>,
+    outbox: &Outbox,
     scope: &Scope,
     kind: Kind,
     id: &str,
@@ -432,22 +478,13 @@ async fn replace(
             .await?;
     }
     let after = audited(tx, kind, id, &data).await?;
-    audit(
-        tx,
-        scope,
-        stamp.actor,
-        "replace",
-        kind,
-        id,
-        Some(&before),
-        Some(&after),
-        &now,
-    )
-    .await
+    let change = Change::replace(kind, id, &before, &after, new.password_hash.is_some());
+    audit(tx, outbox, scope, stamp.actor, &change, &now).await
 }
 
 async fn delete(
     tx: &mut Transaction<'static, Sqlite>,
+    outbox: &Outbox,
     scope: &Scope,
     kind: Kind,
     id: &str,
@@ -480,15 +517,13 @@ async fn delete(
     .bind(id)
     .execute(&mut **tx)
     .await?;
+    let change = Change::delete(kind, id, &before);
     audit(
         tx,
+        outbox,
         scope,
         stamp.actor,
-        "delete",
-        kind,
-        id,
-        Some(&before),
-        None,
+        &change,
         &format_time(stamp.at),
     )
     .await
@@ -547,6 +582,7 @@ fn links_column(kind: Kind) -> &'static str {
 /// Inserts a resource with its dependents, its credential and its audit event.
 async fn insert(
     tx: &mut Transaction<'static, Sqlite>,
+    outbox: &Outbox,
     scope: &Scope,
     kind: Kind,
     id: &str,
@@ -554,7 +590,7 @@ async fn insert(
     stamp: Stamp<'_>,
 ) -> Result<String> {
     if kind == Kind::User {
-        let mut names = insert_users(tx, scope, &[(id, new)], stamp).await?;
+        let mut names = insert_users(tx, outbox, scope, &[(id, new)], stamp).await?;
         return names.pop().ok_or(Error::NotFound);
     }
     let now = format_time(stamp.at);
@@ -580,13 +616,10 @@ async fn insert(
     let after = audited(tx, kind, id, &data).await?;
     audit(
         tx,
+        outbox,
         scope,
         stamp.actor,
-        "create",
-        kind,
-        id,
-        None,
-        Some(&after),
+        &Change::create(kind, id, &after),
         &now,
     )
     .await?;
@@ -602,6 +635,7 @@ const CHUNK: usize = 500;
 /// few dozen statements, not several per student.
 async fn insert_users(
     tx: &mut Transaction<'static, Sqlite>,
+    outbox: &Outbox,
     scope: &Scope,
     accounts: &[(&str, &NewRecord)],
     stamp: Stamp<'_>,
@@ -691,6 +725,14 @@ async fn insert_users(
                 .push_bind(data);
         });
         events.build().execute(&mut **tx).await?;
+        if outbox.covers(&scope.school_id) {
+            let mut created = Vec::new();
+            for (id, _, _, data) in chunk {
+                let change = Change::create(Kind::User, id, data);
+                created.extend(outbox.rows(&scope.school_id, &change, None, &now)?);
+            }
+            write_outbox(tx, &scope.school_id, &created, &now).await?;
+        }
         for (id, new, ..) in chunk {
             if let Some(slip) = &new.slip {
                 write_slip(tx, scope, id, slip, &now).await?;
@@ -1010,16 +1052,13 @@ async fn audited(
     Ok(Value::Object(document).to_string())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Records a change in the audit log and, in the same transaction, its webhook events.
 async fn audit(
     tx: &mut Transaction<'static, Sqlite>,
+    outbox: &Outbox,
     scope: &Scope,
     actor: &Actor,
-    action: &str,
-    kind: Kind,
-    id: &str,
-    before: Option<&str>,
-    after: Option<&str>,
+    change: &Change<'_>,
     at: &str,
 ) -> Result<()> {
     sqlx::query(
@@ -1032,13 +1071,55 @@ async fn audit(
     .bind(&actor.name)
     .bind(&scope.source)
     .bind(&actor.request_id)
-    .bind(action)
-    .bind(kind.name())
-    .bind(id)
-    .bind(before)
-    .bind(after)
+    .bind(change.action.as_str())
+    .bind(change.kind.name())
+    .bind(change.id)
+    .bind(change.before)
+    .bind(change.after)
     .execute(&mut **tx)
     .await?;
+    if !outbox.covers(&scope.school_id) {
+        return Ok(());
+    }
+    let document: Option<String> = if outbox.wants_password_document(&scope.school_id, change) {
+        sqlx::query_scalar("SELECT data FROM users WHERE school_id = ?1 AND id = ?2")
+            .bind(&scope.school_id)
+            .bind(change.id)
+            .fetch_optional(&mut **tx)
+            .await?
+    } else {
+        None
+    };
+    let rows = outbox.rows(&scope.school_id, change, document.as_deref(), at)?;
+    write_outbox(tx, &scope.school_id, &rows, at).await
+}
+
+/// Adds events to the outbox, due at once.
+async fn write_outbox(
+    tx: &mut Transaction<'static, Sqlite>,
+    school_id: &str,
+    rows: &[NewEvent],
+    at: &str,
+) -> Result<()> {
+    for chunk in rows.chunks(CHUNK) {
+        let mut insert = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO webhook_outbox (webhook, event_id, school_id, subject, type, body, \
+             created_at, state, attempts, next_attempt_at) ",
+        );
+        insert.push_values(chunk, |mut row, event| {
+            row.push_bind(&event.webhook)
+                .push_bind(&event.event_id)
+                .push_bind(school_id)
+                .push_bind(&event.subject)
+                .push_bind(event.event_type)
+                .push_bind(&event.body)
+                .push_bind(at)
+                .push_bind("pending")
+                .push_bind(0_i64)
+                .push_bind(at);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
     Ok(())
 }
 

@@ -30,3 +30,4 @@ mod smoke;
 mod sync;
 mod usernames;
 mod versions;
+mod webhooks;

@@ -12,6 +12,7 @@ use crate::store::{
     Error, ImportGroup, NewRecord, PendingSlip, Record, Result, Scope, Stamp, StoredCredential,
     TakenSlip, format_time,
 };
+use crate::webhooks::event::Change;
 
 /// The pending slips of school `$1`, of group `$2`'s members unless it is NULL (`s`).
 const SLIPS_OF: &str = "s.school_id = $1 AND ($2::text IS NULL OR s.user_id IN \
@@ -126,13 +127,10 @@ impl Store {
         }
         audit(
             &mut tx,
+            &self.outbox,
             scope,
             stamp.actor,
-            "password",
-            Kind::User,
-            user_id,
-            None,
-            None,
+            &Change::password(user_id),
             &now,
         )
         .await?;
@@ -154,7 +152,7 @@ impl Store {
         let mut tx = self.write(&scope.school_id).await?;
         let group_id = match group {
             ImportGroup::New { id, record } => {
-                insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
+                insert(&mut tx, &self.outbox, scope, Kind::Group, id, record, stamp).await?;
                 Some(id)
             }
             ImportGroup::Existing(id) => Some(id),
@@ -164,7 +162,7 @@ impl Store {
             .iter()
             .map(|(id, record)| (id.as_str(), record))
             .collect();
-        let names = insert_users(&mut tx, scope, &accounts, stamp).await?;
+        let names = insert_users(&mut tx, &self.outbox, scope, &accounts, stamp).await?;
         let Some(group_id) = group_id else {
             tx.commit().await?;
             return Ok(names);
@@ -206,13 +204,10 @@ impl Store {
             let after = audited(&mut tx, Kind::Group, group_id, &data).await?;
             audit(
                 &mut tx,
+                &self.outbox,
                 scope,
                 stamp.actor,
-                "replace",
-                Kind::Group,
-                group_id,
-                Some(&before),
-                Some(&after),
+                &Change::replace(Kind::Group, group_id, &before, &after, false),
                 &now,
             )
             .await?;

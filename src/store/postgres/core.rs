@@ -187,7 +187,7 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let mut tx = self.write(&scope.school_id).await?;
-        insert(&mut tx, scope, kind, id, new, stamp).await?;
+        insert(&mut tx, &self.outbox, scope, kind, id, new, stamp).await?;
         // Read back in the transaction, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -206,7 +206,17 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<Record> {
         let mut tx = self.write(&scope.school_id).await?;
-        replace(&mut tx, scope, kind, id, expected_version, new, stamp).await?;
+        replace(
+            &mut tx,
+            &self.outbox,
+            scope,
+            kind,
+            id,
+            expected_version,
+            new,
+            stamp,
+        )
+        .await?;
         // Read back in the transaction, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -224,7 +234,17 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.write(&scope.school_id).await?;
         for (id, version, new) in changes {
-            replace(&mut tx, scope, kind, id, Some(*version), new, stamp).await?;
+            replace(
+                &mut tx,
+                &self.outbox,
+                scope,
+                kind,
+                id,
+                Some(*version),
+                new,
+                stamp,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -239,7 +259,16 @@ impl Store {
         stamp: Stamp<'_>,
     ) -> Result<()> {
         let mut tx = self.write(&scope.school_id).await?;
-        delete(&mut tx, scope, kind, id, expected_version, stamp).await?;
+        delete(
+            &mut tx,
+            &self.outbox,
+            scope,
+            kind,
+            id,
+            expected_version,
+            stamp,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

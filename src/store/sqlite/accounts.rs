@@ -9,6 +9,7 @@ use crate::store::{
     Error, ImportGroup, NewRecord, PendingSlip, Result, Scope, Stamp, StoredCredential, TakenSlip,
     format_time,
 };
+use crate::webhooks::event::Change;
 
 /// The pending slips of school `?1`, of group `?2`'s members unless it is NULL (`s`).
 const SLIPS_OF: &str = "s.school_id = ?1 AND (?2 IS NULL OR s.user_id IN \
@@ -121,13 +122,10 @@ impl Store {
         }
         audit(
             &mut tx,
+            &self.outbox,
             scope,
             stamp.actor,
-            "password",
-            Kind::User,
-            user_id,
-            None,
-            None,
+            &Change::password(user_id),
             &now,
         )
         .await?;
@@ -149,7 +147,7 @@ impl Store {
         let (_turn, mut tx) = self.write().await?;
         let group_id = match group {
             ImportGroup::New { id, record } => {
-                insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
+                insert(&mut tx, &self.outbox, scope, Kind::Group, id, record, stamp).await?;
                 Some(id)
             }
             ImportGroup::Existing(id) => Some(id),
@@ -159,7 +157,7 @@ impl Store {
             .iter()
             .map(|(id, record)| (id.as_str(), record))
             .collect();
-        let names = insert_users(&mut tx, scope, &accounts, stamp).await?;
+        let names = insert_users(&mut tx, &self.outbox, scope, &accounts, stamp).await?;
         let Some(group_id) = group_id else {
             tx.commit().await?;
             return Ok(names);
@@ -201,13 +199,10 @@ impl Store {
             let after = super::audited(&mut tx, Kind::Group, group_id, &data).await?;
             audit(
                 &mut tx,
+                &self.outbox,
                 scope,
                 stamp.actor,
-                "replace",
-                Kind::Group,
-                group_id,
-                Some(&before),
-                Some(&after),
+                &Change::replace(Kind::Group, group_id, &before, &after, false),
                 &now,
             )
             .await?;

@@ -142,10 +142,12 @@ impl Store {
             .iter()
             .map(|(id, record)| (id.as_str(), record))
             .collect();
-        let names = insert_users(&mut tx, scope, &accounts, stamp).await?;
+        let outbox = &self.outbox;
+        let names = insert_users(&mut tx, outbox, scope, &accounts, stamp).await?;
         for (id, version, record) in &changes.replace_users {
             replace(
                 &mut tx,
+                outbox,
                 scope,
                 Kind::User,
                 id,
@@ -156,14 +158,24 @@ impl Store {
             .await?;
         }
         for (id, version) in &changes.delete_groups {
-            delete(&mut tx, scope, Kind::Group, id, Some(*version), stamp).await?;
+            delete(
+                &mut tx,
+                outbox,
+                scope,
+                Kind::Group,
+                id,
+                Some(*version),
+                stamp,
+            )
+            .await?;
         }
         for (id, record) in &changes.create_groups {
-            insert(&mut tx, scope, Kind::Group, id, record, stamp).await?;
+            insert(&mut tx, outbox, scope, Kind::Group, id, record, stamp).await?;
         }
         for (id, version, record) in &changes.replace_groups {
             replace(
                 &mut tx,
+                outbox,
                 scope,
                 Kind::Group,
                 id,
@@ -174,7 +186,16 @@ impl Store {
             .await?;
         }
         for (id, version) in &changes.delete_users {
-            delete(&mut tx, scope, Kind::User, id, Some(*version), stamp).await?;
+            delete(
+                &mut tx,
+                outbox,
+                scope,
+                Kind::User,
+                id,
+                Some(*version),
+                stamp,
+            )
+            .await?;
         }
         let now = format_time(stamp.at);
         for id in &changes.left {
