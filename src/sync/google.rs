@@ -301,56 +301,69 @@ async fn users(
     let unit = unit(select)?;
     let base = endpoint(google, &["users"])?;
     let query = org_unit_query(unit);
-    let mut entries = Vec::new();
+    let size = google.page_size.clamp(1, 500).to_string();
+    let params = [
+        ("customer", google.customer.as_str()),
+        ("query", query.as_str()),
+        ("maxResults", size.as_str()),
+        ("projection", "full"),
+        ("showDeleted", "false"),
+    ];
+    let doing = |page| format!("reading {what} in org unit `{unit}` (page {page})");
+    let read = |count| progress(&format!("{what}: {count} read"));
+    let (users, more) =
+        list::<Map<String, Value>>(client, &base, &params, &doing, first_page, &read)
+            .await
+            .map_err(|error| match error {
+                Error::BadRequest { detail, .. } if detail.contains("INVALID_OU_ID") => {
+                    Error::NoOrgUnit {
+                        what: what.to_owned(),
+                        path: unit.to_owned(),
+                    }
+                }
+                other => other,
+            })?;
+    Ok(Listed {
+        entries: users.iter().map(user_entry).collect(),
+        more,
+    })
+}
+
+/// Every item of a paged list method (`first_page`: only the first), and whether pages were
+/// left unread. `doing` names page N in messages; `read` hears the count after each page
+/// that has a next.
+async fn list<T: serde::de::DeserializeOwned>(
+    client: &mut Client,
+    base: &reqwest::Url,
+    params: &[(&str, &str)],
+    doing: &(dyn Fn(usize) -> String + Sync),
+    first_page: bool,
+    read: &(dyn Fn(usize) + Sync),
+) -> Result<(Vec<T>, bool), Error> {
+    let mut items = Vec::new();
     let mut token: Option<String> = None;
     for page in 1.. {
         let mut url = base.clone();
         {
             let mut pairs = url.query_pairs_mut();
-            pairs
-                .append_pair("customer", &google.customer)
-                .append_pair("query", &query)
-                .append_pair("maxResults", &google.page_size.clamp(1, 500).to_string())
-                .append_pair("projection", "full")
-                .append_pair("showDeleted", "false");
+            pairs.extend_pairs(params);
             if let Some(token) = &token {
                 pairs.append_pair("pageToken", token);
             }
         }
-        let doing = format!("reading {what} in org unit `{unit}` (page {page})");
-        let answer: Page<Map<String, Value>> =
-            client
-                .get(&url, &doing)
-                .await
-                .map_err(|error| match error {
-                    Error::BadRequest { detail, .. } if detail.contains("INVALID_OU_ID") => {
-                        Error::NoOrgUnit {
-                            what: what.to_owned(),
-                            path: unit.to_owned(),
-                        }
-                    }
-                    other => other,
-                })?;
-        entries.extend(answer.items.iter().map(user_entry));
-        let next = next_token(token.as_ref(), answer.next_page_token, &doing)?;
-        if next.is_some() {
-            progress(&format!("{what}: {} read", entries.len()));
-        }
-        match next {
-            Some(_) if first_page => {
-                return Ok(Listed {
-                    entries,
-                    more: true,
-                });
+        let doing = doing(page);
+        let answer: Page<T> = client.get(&url, &doing).await?;
+        items.extend(answer.items);
+        match next_token(token.as_ref(), answer.next_page_token, &doing)? {
+            Some(_) if first_page => return Ok((items, true)),
+            Some(next) => {
+                read(items.len());
+                token = Some(next);
             }
-            Some(next) => token = Some(next),
             None => break,
         }
     }
-    Ok(Listed {
-        entries,
-        more: false,
-    })
+    Ok((items, false))
 }
 
 /// The groups a source's query selects, without their members.
@@ -370,43 +383,21 @@ async fn list_groups(
         }
     };
     let base = endpoint(google, &["groups"])?;
-    let mut entries = Vec::new();
-    let mut token: Option<String> = None;
-    for page in 1.. {
-        let mut url = base.clone();
-        {
-            let mut pairs = url.query_pairs_mut();
-            pairs
-                .append_pair("customer", &google.customer)
-                .append_pair("maxResults", &google.page_size.clamp(1, 200).to_string());
-            if !query.is_empty() {
-                pairs.append_pair("query", query);
-            }
-            if let Some(token) = &token {
-                pairs.append_pair("pageToken", token);
-            }
-        }
-        let doing = format!("reading groups (page {page})");
-        let answer: Page<Map<String, Value>> = client.get(&url, &doing).await?;
-        entries.extend(answer.items.iter().map(group_entry));
-        let next = next_token(token.as_ref(), answer.next_page_token, &doing)?;
-        if next.is_some() {
-            progress(&format!("groups: {} read", entries.len()));
-        }
-        match next {
-            Some(_) if first_page => {
-                return Ok(Listed {
-                    entries,
-                    more: true,
-                });
-            }
-            Some(next) => token = Some(next),
-            None => break,
-        }
+    let size = google.page_size.clamp(1, 200).to_string();
+    let mut params = vec![
+        ("customer", google.customer.as_str()),
+        ("maxResults", size.as_str()),
+    ];
+    if !query.is_empty() {
+        params.push(("query", query));
     }
+    let doing = |page| format!("reading groups (page {page})");
+    let read = |count| progress(&format!("groups: {count} read"));
+    let (groups, more) =
+        list::<Map<String, Value>>(client, &base, &params, &doing, first_page, &read).await?;
     Ok(Listed {
-        entries,
-        more: false,
+        entries: groups.iter().map(group_entry).collect(),
+        more,
     })
 }
 
@@ -496,26 +487,18 @@ async fn members(
     shown: &str,
 ) -> Result<Vec<Member>, Error> {
     let base = endpoint(google, &["groups", group_id, "members"])?;
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    for page in 1.. {
-        let mut url = base.clone();
-        {
-            let mut pairs = url.query_pairs_mut();
-            pairs.append_pair("maxResults", &google.page_size.clamp(1, 200).to_string());
-            if let Some(token) = &token {
-                pairs.append_pair("pageToken", token);
-            }
-        }
-        let doing = format!("reading the members of {shown} (page {page})");
-        let answer: Page<Member> = client.get(&url, &doing).await?;
-        out.extend(answer.items);
-        match next_token(token.as_ref(), answer.next_page_token, &doing)? {
-            Some(next) => token = Some(next),
-            None => break,
-        }
-    }
-    Ok(out)
+    let size = google.page_size.clamp(1, 200).to_string();
+    let doing = |page| format!("reading the members of {shown} (page {page})");
+    let (members, _) = list(
+        client,
+        &base,
+        &[("maxResults", &size)],
+        &doing,
+        false,
+        &|_| {},
+    )
+    .await?;
+    Ok(members)
 }
 
 pub fn user_dn(id: &str) -> String {
