@@ -56,6 +56,8 @@ pub struct Desired {
     pub unmapped: HashSet<String>,
     /// Likewise for teaching groups: kept as they are.
     pub unmapped_groups: HashSet<String>,
+    /// Anchors of teaching groups the directory says are deleted ([`Read::deleted_groups`]).
+    pub deleted_groups: HashSet<String>,
     /// Anchors of people whose entries are exactly as last applied: nothing to build or
     /// compare (they are not in `people`).
     pub unchanged: HashSet<String>,
@@ -69,6 +71,9 @@ pub struct Read {
     pub students: Vec<Entry>,
     pub tutors: Vec<Entry>,
     pub groups: Option<Vec<Entry>>,
+    /// Anchors of teaching groups the directory says are deleted (a OneRoster delta's classes
+    /// marked `tobedeleted`): deleted even by a run that reads only what changed.
+    pub deleted_groups: Vec<String>,
 }
 
 /// The attributes to ask for when reading a source's people and groups.
@@ -253,7 +258,10 @@ pub fn desired(
     known: &HashMap<String, String>,
     digests: &HashMap<&str, &str>,
 ) -> Desired {
-    let mut out = Desired::default();
+    let mut out = Desired {
+        deleted_groups: read.deleted_groups.iter().cloned().collect(),
+        ..Desired::default()
+    };
     let rules = rules(source);
     // Normalised DN → anchor, and uid → anchor, for resolving group members.
     let mut by_dn: HashMap<String, String> = HashMap::new();
@@ -706,6 +714,7 @@ flatten_nested = true
                     ],
                 ),
             ]),
+            deleted_groups: Vec::new(),
         };
         let desired = desired(&school, source, &read, &HashMap::new(), &HashMap::new());
         assert!(desired.skipped.is_empty(), "{:?}", desired.skipped);
@@ -747,6 +756,7 @@ flatten_nested = true
                 "cn=12C/La1,ou=G,dc=x",
                 &[("cn", "12C/La1"), ("businessCategory", "Latin")],
             )]),
+            deleted_groups: Vec::new(),
         };
         let desired = desired(&school, source, &read, &HashMap::new(), &HashMap::new());
         let reasons: Vec<(&str, &str)> = desired
@@ -807,6 +817,7 @@ flatten_nested = true
             students: vec![enabled, disabled],
             tutors: Vec::new(),
             groups: Some(vec![group]),
+            deleted_groups: Vec::new(),
         };
         let desired = desired(&school, source, &read, &HashMap::new(), &HashMap::new());
         let ann = "04030201-0605-0807-090a-0b0c0d0e0f10";

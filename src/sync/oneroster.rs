@@ -13,7 +13,7 @@
 //!   columns and its course's, prefixed `course.` (`course.courseCode`), and as `member` the
 //!   people enrolled as students or teachers, enrollment active and today within its
 //!   `beginDate` (inclusive) and `endDate` (exclusive). A class marked `tobedeleted` is left out
-//!   (a full run deletes its group; a delta, which cannot, applies its enrollments' ends).
+//!   (a full run deletes its group) or, in a delta, named for deletion.
 //! - A run is full (leavers are disabled, classes no longer exported deleted) when users.csv,
 //!   classes.csv and enrollments.csv are all bulk, or users.csv is bulk and the other two
 //!   absent (people only; groups are left as they are). Anything else is a delta run: nobody is
@@ -618,10 +618,14 @@ fn build(
             .map(|(&index, classes)| (classes, &classes.rows[index]));
         let deleted = row.is_some_and(|(classes, row)| classes.deleted(row));
         match row.filter(|_| !deleted) {
-            // A class to be deleted is left out of a full run (which deletes its group). A
-            // delta cannot delete it, but its enrollments still take effect (on the group as
-            // held): a delta deleting a class normally ends them all.
-            None if deleted && (!delta || held_group.is_none()) => continue,
+            // A class to be deleted is left out of a full run, which deletes its group; a
+            // delta names it for deletion.
+            None if deleted => {
+                if delta && held_group.is_some() {
+                    out.read.deleted_groups.push(id);
+                }
+                continue;
+            }
             Some((classes, row)) => {
                 attributes(classes, row, "", &mut attrs);
                 let course_id = classes.get(row, "courseSourcedId");

@@ -359,15 +359,27 @@ pub fn reconcile(
             .replace_groups
             .push((existing.id.clone(), existing.version, record));
     }
-    for group in stored.groups.iter().filter(|_| !partial) {
+    for group in &stored.groups {
         let anchor = group.data.get("externalId").and_then(Value::as_str);
-        if anchor.is_some_and(|a| kept.contains(a) || desired.unmapped_groups.contains(a)) {
+        // Deleted in the directory: whatever the run read. Otherwise only a full read tells
+        // that a group is gone.
+        let deleted = anchor.is_some_and(|a| desired.deleted_groups.contains(a));
+        let wanted =
+            anchor.is_some_and(|a| kept.contains(a) || desired.unmapped_groups.contains(a));
+        if !deleted && (partial || wanted) {
             continue;
         }
         out.plan.delete_groups.push(Change {
             id: Some(group.id.clone()),
             name: text(&group.data, "displayName").to_owned(),
-            details: vec!["no longer in the directory".into()],
+            details: vec![
+                if deleted {
+                    "deleted in the directory"
+                } else {
+                    "no longer in the directory"
+                }
+                .into(),
+            ],
         });
         out.changes
             .delete_groups

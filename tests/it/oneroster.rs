@@ -406,28 +406,7 @@ impl Roster {
                 &self
                     .classes
                     .iter()
-                    .map(|c| {
-                        let status = if c.deleted { "tobedeleted" } else { "" };
-                        vec![
-                            c.id.as_str(),
-                            status,
-                            "",
-                            &c.title,
-                            "",
-                            c.course,
-                            "",
-                            c.kind,
-                            "Room 1",
-                            "org-north",
-                            "term-1",
-                            "",
-                            "",
-                            "1, 2",
-                        ]
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect()
-                    })
+                    .map(|c| class_row(c, ""))
                     .collect::<Vec<Vec<String>>>(),
             ),
         );
@@ -444,6 +423,29 @@ impl Roster {
         );
         files
     }
+}
+
+fn class_row(c: &Class, modified: &str) -> Vec<String> {
+    let status = if c.deleted { "tobedeleted" } else { "" };
+    [
+        c.id.as_str(),
+        status,
+        modified,
+        &c.title,
+        "",
+        c.course,
+        "",
+        c.kind,
+        "Room 1",
+        "org-north",
+        "term-1",
+        "",
+        "",
+        "1, 2",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
 }
 
 const USERS_HEADER: [&str; 18] = [
@@ -1061,6 +1063,57 @@ async fn a_delta_applies_exactly_what_it_says_and_disables_nobody_else() {
     assert!(bulk.full);
     assert!(bulk.plan.is_empty(), "{:?}", bulk.plan);
     assert_eq!(fixture.versions().await, versions);
+    fixture.stop().await;
+}
+
+#[tokio::test]
+async fn a_delta_deleting_a_class_deletes_its_group_and_nothing_else() {
+    let roster = Roster::generate();
+    let fixture = fixture("passwords = false").await;
+    write_folder(&fixture.path, &roster.bulk());
+    fixture.run(Mode::Apply).await.unwrap();
+    let groups = fixture.groups().await;
+    assert!(groups.contains_key("12A/Ma1") && groups.contains_key("12B/Ma1"));
+    let versions = |accounts: BTreeMap<String, Record>| -> BTreeMap<String, i64> {
+        accounts.into_iter().map(|(k, r)| (k, r.version)).collect()
+    };
+    let accounts = versions(fixture.accounts().await);
+
+    let mut gone = roster
+        .classes
+        .iter()
+        .find(|c| c.id == "cls-12A-ma")
+        .unwrap()
+        .clone();
+    gone.deleted = true;
+    let mut files = delta(&[], &[]);
+    files.insert(
+        "classes.csv".into(),
+        csv(&CLASSES_HEADER, &[class_row(&gone, MODIFIED)]),
+    );
+    files.insert(
+        "manifest.csv".into(),
+        manifest(&[("classes", "delta"), ("enrollments", "delta")]),
+    );
+    write_folder(&fixture.path, &files);
+    let report = fixture.run(Mode::Apply).await.unwrap();
+    assert!(!report.full, "a delta");
+    assert_eq!(report.counts.delete_groups, 1, "{:?}", report.plan);
+    assert_eq!(report.plan.delete_groups[0].name, "12A/Ma1");
+    assert_eq!(
+        report.plan.delete_groups[0].details,
+        ["deleted in the directory"]
+    );
+    assert_eq!(report.plan.counts().disable, 0);
+    let after = fixture.groups().await;
+    assert!(!after.contains_key("12A/Ma1"));
+    assert_eq!(after.len(), groups.len() - 1);
+    assert!(after.contains_key("12B/Ma1"));
+    // Its members are not touched: only the group goes.
+    assert_eq!(versions(fixture.accounts().await), accounts);
+    // The same delta again has nothing left to delete.
+    let again = fixture.run(Mode::Apply).await.unwrap();
+    assert!(again.plan.is_empty(), "{:?}", again.plan);
     fixture.stop().await;
 }
 

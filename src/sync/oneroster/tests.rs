@@ -524,7 +524,7 @@ userSourcedId,role\ne6,active,2025-02-01,k1,org1,u3,student\n";
 }
 
 #[test]
-fn a_delta_deleting_a_class_ends_its_enrollments() {
+fn a_delta_deleting_a_class_names_its_group_for_deletion() {
     let manifest = MANIFEST
         .replace("file.courses,bulk", "file.courses,absent")
         .replace("file.orgs,bulk", "file.orgs,absent")
@@ -552,8 +552,7 @@ userSourcedId,role\ne1,tobedeleted,2025-02-01,k1,org1,u1,student\n";
         },
     );
     let built = built(&files, &held).unwrap();
-    let groups = built.read.groups.unwrap();
-    assert_eq!(groups.len(), 1, "k2 is held nowhere");
-    assert_eq!(groups[0].first("title"), Some("12A/Ma1"));
-    assert!(groups[0].all("member").is_empty());
+    assert_eq!(built.read.groups, Some(Vec::new()), "neither is written");
+    // k2 is held nowhere: nothing to delete.
+    assert_eq!(built.read.deleted_groups, ["k1"]);
 }
