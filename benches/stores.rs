@@ -35,26 +35,23 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail, ensure};
-use serde_json::{Value, json};
+use anyhow::{Context, anyhow, ensure};
 use sqlx::{Connection, PgConnection};
 
-const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+mod common;
+use common::daemon::{Instance, create_token, rollcall_bin, start_instance, write_config};
+use common::load::{Answer, Workload, client, clients, drive, percentile};
+use common::machine::{cpu_model, cpu_time, loadavg, machine_busy};
+use common::ms;
+
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Every database this benchmark creates starts with this.
 const DATABASE_PREFIX: &str = "rollcall_bench_";
-/// Seed of the random choices, so every run and every setup asks for the same users.
-const SEED: u64 = 0x5707_e5b0_2026;
-/// Salt of the PATCH choices, so they differ from the lookups'.
-const PATCH_SALT: u64 = 0x9a7c_4d15;
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; `cargo test --benches` (or `--all-targets`) does not, and
@@ -135,12 +132,7 @@ impl Settings {
                 .ok()
                 .filter(|url| !url.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_POSTGRES.to_owned()),
-            rollcall_bin: std::env::var_os("BENCH_ROLLCALL_BIN")
-                .filter(|v| !v.is_empty())
-                .map_or_else(
-                    || PathBuf::from(env!("CARGO_BIN_EXE_rollcall")),
-                    PathBuf::from,
-                ),
+            rollcall_bin: rollcall_bin(),
         })
     }
 }
@@ -169,25 +161,6 @@ impl Setup {
         match self {
             Setup::Postgres2 => 2,
             _ => 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Workload {
-    Post,
-    Lookup,
-    Patch,
-}
-
-impl Workload {
-    const ALL: [Workload; 3] = [Workload::Post, Workload::Lookup, Workload::Patch];
-
-    fn label(self) -> &'static str {
-        match self {
-            Workload::Post => "POST /Users",
-            Workload::Lookup => "GET userName eq",
-            Workload::Patch => "PATCH displayName",
         }
     }
 }
@@ -305,166 +278,7 @@ fn redacted(url: &str) -> String {
     }
 }
 
-// --- rollcall instances ---
-
-/// A `rollcall serve` child process, killed and reaped when dropped, whatever happens.
-struct Instance {
-    base: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Instance {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Fails if the process has exited.
-    fn check_running(&mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            bail!(
-                "rollcall (pid {}) exited early ({status}); the end of its log:\n{}",
-                self.child.id(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `rollcall --config F …`, with the environment's `ROLLCALL_*` overrides removed and the store
-/// given as `ROLLCALL_DATABASE_URL` when there is one (else the default SQLite file).
-fn rollcall(binary: &Path, config: &Path, store: Option<&str>, args: &[&str]) -> Command {
-    let mut command = Command::new(binary);
-    command.arg("--config").arg(config).args(args);
-    for name in [
-        "ROLLCALL_CONFIG",
-        "ROLLCALL_DATABASE_URL",
-        "ROLLCALL_LISTEN",
-        "ROLLCALL_LOG_FORMAT",
-        "ROLLCALL_LOG",
-    ] {
-        command.env_remove(name);
-    }
-    if let Some(url) = store {
-        command.env("ROLLCALL_DATABASE_URL", url);
-    }
-    command.stdin(Stdio::null());
-    command
-}
-
-/// The one configuration of a setup, shared by its instances. No `[store]`: SQLite is the default
-/// (`<data_dir>/rollcall.db`), PostgreSQL comes from `ROLLCALL_DATABASE_URL`.
-fn write_config(dir: &Path) -> anyhow::Result<PathBuf> {
-    let config = dir.join("rollcall.toml");
-    std::fs::write(
-        &config,
-        // No first passwords for pushed users (`generate_for_scim = false`): each would cost an
-        // argon2 hash (default parameters), and this measures the store.
-        format!(
-            "data_dir = \"{data}\"\n\n[server]\nshutdown_grace_secs = 2\n\n\
-             [[schools]]\nid = \"bench\"\nname = \"Bench\"\n\n\
-             [schools.passwords]\ngenerate_for_scim = false\n",
-            data = dir.display(),
-        ),
-    )
-    .context("cannot write the configuration")?;
-    Ok(config)
-}
-
-/// A SCIM token for school `bench` (the last line `rollcall token create` prints).
-fn create_token(binary: &Path, config: &Path, store: Option<&str>) -> anyhow::Result<String> {
-    let output = rollcall(
-        binary,
-        config,
-        store,
-        &["token", "create", "--school", "bench", "--source", "bench"],
-    )
-    .output()
-    .context("cannot run `rollcall token create`")?;
-    ensure!(
-        output.status.success(),
-        "`rollcall token create` failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8(output.stdout).context("token output is not UTF-8")?;
-    stdout
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|line| !line.is_empty())
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("`rollcall token create` printed no token"))
-}
-
-/// Starts `rollcall serve --listen 127.0.0.1:<free port>` and waits up to 30 s for `/healthz`.
-async fn start_instance(
-    binary: &Path,
-    config: &Path,
-    store: Option<&str>,
-    log: PathBuf,
-    http: &reqwest::Client,
-) -> anyhow::Result<Instance> {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .context("cannot find a free port")?
-        .port();
-    let listen = format!("127.0.0.1:{port}");
-    let log_file = std::fs::File::create(&log)?;
-    let child = rollcall(binary, config, store, &["serve", "--listen", &listen])
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        .spawn()
-        .context("cannot start `rollcall serve`")?;
-    let mut instance = Instance {
-        base: format!("http://{listen}/scim/v2"),
-        child,
-        log,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        instance.check_running()?;
-        if http
-            .get(format!("http://{listen}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return Ok(instance);
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "rollcall at {listen} did not answer GET /healthz within 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 // --- CPU accounting (Linux /proc; clock ticks of 1/100 s) ---
-
-fn ticks(fields: &[&str], at: usize) -> Option<u64> {
-    fields.get(at)?.parse().ok()
-}
-
-/// CPU time (user + system, all threads) a process has used so far.
-fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces: the fields after it start past the last `)`.
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some(Duration::from_millis(
-        (ticks(&fields, 11)? + ticks(&fields, 12)?) * 10,
-    ))
-}
 
 /// CPU time of every `postgres` process visible here (server and backends), by pid.
 fn postgres_cpu() -> HashMap<u32, Duration> {
@@ -479,20 +293,6 @@ fn postgres_cpu() -> HashMap<u32, Duration> {
         })
         .filter_map(|pid| Some((pid, cpu_time(pid)?)))
         .collect()
-}
-
-/// Busy CPU time of the whole machine so far (all CPUs, from `/proc/stat`).
-fn machine_busy() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?.strip_prefix("cpu ")?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .map(|t| t.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is already in user).
-    let total: u64 = fields.iter().take(8).sum();
-    let idle = fields.get(3)? + fields.get(4)?;
-    Some(Duration::from_millis((total - idle) * 10))
 }
 
 struct CpuSnapshot {
@@ -554,45 +354,6 @@ struct Cpu {
 
 // --- workloads ---
 
-fn user_name(i: usize) -> String {
-    format!("student.{i:06}")
-}
-
-fn user_document(i: usize) -> String {
-    json!({
-        "schemas": [USER_URN],
-        "userName": user_name(i),
-        "externalId": format!("ext-{i:06}"),
-        "name": {
-            "givenName": format!("Given{i}"),
-            "familyName": format!("Family{i}"),
-            "formatted": format!("Given{i} Family{i}"),
-        },
-        "emails": [{ "type": "work", "value": format!("s{i:06}@mail.bench.example"), "primary": true }],
-        "active": true,
-    })
-    .to_string()
-}
-
-fn splitmix64(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// A keep-alive client holding at most one connection: one per worker, so the number of
-/// connections is the number of workers.
-fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(1)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(120))
-        .build()
-        .context("cannot build an HTTP client")
-}
-
 /// What one workload on one setup measured.
 struct Measured {
     setup: Setup,
@@ -614,23 +375,11 @@ impl Measured {
 
     /// Nearest-rank percentile.
     fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = ((p / 100.0) * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+        percentile(&self.latencies, p)
     }
 
     fn percent(&self, cpu: Option<Duration>) -> String {
-        cpu.map_or_else(
-            || "?".into(),
-            |cpu| {
-                format!(
-                    "{:.0}%",
-                    100.0 * cpu.as_secs_f64() / self.wall.as_secs_f64()
-                )
-            },
-        )
+        common::machine::percent(cpu, self.wall)
     }
 
     fn row(&self) -> String {
@@ -676,15 +425,10 @@ fn header() -> String {
     )
 }
 
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1e3
-}
-
 /// Runs `count` requests of one workload from `connections` workers, worker `w` talking to
-/// instance `w % instances.len()`. POST `k` creates user `k` and returns its id in `ids`;
-/// lookups and PATCHes pick random users among `ids` (fixed seed). Fails on any response that is
-/// not what it should be.
-async fn drive(
+/// instance `w % instances.len()` (see [`drive`]), and takes the CPU each party used meanwhile.
+/// Fails on any response that is not what it should be.
+async fn measure(
     setup: Setup,
     instances: &[Instance],
     token: &str,
@@ -692,170 +436,25 @@ async fn drive(
     count: usize,
     connections: usize,
     ids: &Arc<Vec<String>>,
-) -> anyhow::Result<(Measured, Vec<(usize, String)>)> {
-    let mut clients = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        clients.push(client()?);
-    }
-    let next = Arc::new(AtomicUsize::new(0));
-    let token = Arc::new(token.to_owned());
+) -> anyhow::Result<(Measured, Vec<Answer>)> {
+    let clients = clients(connections)?;
+    let bases: Vec<String> = instances.iter().map(|i| i.base.clone()).collect();
     let before = CpuSnapshot::take(instances);
-    let started = Instant::now();
-    let mut workers = Vec::with_capacity(connections);
-    for (w, http) in clients.into_iter().enumerate() {
-        let instance = w % instances.len();
-        let base = instances[instance].base.clone();
-        let (next, token, ids) = (next.clone(), token.clone(), ids.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(count / connections + 1);
-            let mut created = Vec::new();
-            let mut failed = 0usize;
-            let mut failures: Vec<String> = Vec::new();
-            loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                if k >= count {
-                    break;
-                }
-                let (request, user, display) = match workload {
-                    Workload::Post => (
-                        http.post(format!("{base}/Users"))
-                            .header("content-type", "application/scim+json")
-                            .body(user_document(k)),
-                        k,
-                        None,
-                    ),
-                    Workload::Lookup => {
-                        let i = (splitmix64(SEED ^ k as u64) % ids.len() as u64) as usize;
-                        let filter = format!("userName eq \"{}\"", user_name(i));
-                        let filter: String =
-                            form_urlencoded::byte_serialize(filter.as_bytes()).collect();
-                        (http.get(format!("{base}/Users?filter={filter}")), i, None)
-                    }
-                    Workload::Patch => {
-                        let i = (splitmix64(SEED ^ PATCH_SALT ^ k as u64) % ids.len() as u64)
-                            as usize;
-                        let display = format!("Bench Display {k}");
-                        let body = json!({
-                            "schemas": [PATCH_URN],
-                            "Operations": [{ "op": "replace", "path": "displayName", "value": display }],
-                        });
-                        (
-                            http.patch(format!("{base}/Users/{}", ids[i]))
-                                .header("content-type", "application/scim+json")
-                                .body(body.to_string()),
-                            i,
-                            Some(display),
-                        )
-                    }
-                };
-                let sent = Instant::now();
-                let outcome = match request.bearer_auth(token.as_str()).send().await {
-                    Ok(response) => {
-                        let status = response.status();
-                        response.bytes().await.map(|body| (status, body))
-                    }
-                    Err(error) => Err(error),
-                };
-                latencies.push(sent.elapsed());
-                let problem = match outcome {
-                    Err(error) => Some(format!("user {user}: request failed: {}", chain(&error))),
-                    Ok((status, body)) => {
-                        let document = serde_json::from_slice::<Value>(&body).unwrap_or_default();
-                        let text = |key: &str| document.get(key).and_then(Value::as_str);
-                        let ok = match workload {
-                            Workload::Post => {
-                                let id = text("id").map(str::to_owned);
-                                let ok = status.as_u16() == 201
-                                    && text("userName") == Some(user_name(user).as_str());
-                                match id {
-                                    Some(id) if ok => {
-                                        created.push((user, id));
-                                        true
-                                    }
-                                    _ => false,
-                                }
-                            }
-                            Workload::Lookup => {
-                                status.as_u16() == 200
-                                    && document.get("totalResults").and_then(Value::as_i64)
-                                        == Some(1)
-                                    && document
-                                        .pointer("/Resources/0/userName")
-                                        .and_then(Value::as_str)
-                                        == Some(user_name(user).as_str())
-                            }
-                            Workload::Patch => {
-                                status.as_u16() == 200
-                                    && text("displayName") == display.as_deref()
-                            }
-                        };
-                        (!ok).then(|| {
-                            format!(
-                                "user {user}: {status}: {:.300}",
-                                String::from_utf8_lossy(&body)
-                            )
-                        })
-                    }
-                };
-                if let Some(problem) = problem {
-                    failed += 1;
-                    if failures.len() < 3 {
-                        failures.push(problem);
-                    }
-                }
-            }
-            (instance, latencies, created, failed, failures)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(count);
-    let mut created = Vec::with_capacity(if workload == Workload::Post { count } else { 0 });
-    let mut per_instance = vec![0; instances.len()];
-    let mut failed = 0;
-    let mut failures = Vec::new();
-    for worker in workers {
-        let (instance, mut l, mut c, f, mut problems) =
-            worker.await.context("a client worker panicked")?;
-        per_instance[instance] += l.len();
-        latencies.append(&mut l);
-        created.append(&mut c);
-        failed += f;
-        failures.append(&mut problems);
-    }
-    let wall = started.elapsed();
+    let driven = drive(&bases, clients, token, workload, count, ids)
+        .await
+        .with_context(|| format!("on {}", setup.label()))?;
     let cpu = CpuSnapshot::take(instances).since(&before);
-    if failed > 0 {
-        failures.truncate(5);
-        bail!(
-            "{} on {}: {failed} of {count} responses were wrong; first ones:\n  {}",
-            workload.label(),
-            setup.label(),
-            failures.join("\n  ")
-        );
-    }
-    latencies.sort_unstable();
     let measured = Measured {
         setup,
         workload,
         requests: count,
         connections,
-        wall,
-        latencies,
-        per_instance,
+        wall: driven.wall,
+        latencies: driven.latencies,
+        per_instance: driven.per_instance,
         cpu,
     };
-    Ok((measured, created))
-}
-
-/// An error with its causes: reqwest's own message rarely says what went wrong.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    Ok((measured, driven.answers))
 }
 
 /// One setup from scratch: its directory, database, token and instances, then the three
@@ -875,7 +474,7 @@ async fn run_setup(
         _ => Some(Database::create(&settings.postgres).await?),
     };
     let store = database.as_ref().map(|d| d.url.clone());
-    let config = write_config(dir.path())?;
+    let config = write_config(dir.path(), "")?;
     let binary = &settings.rollcall_bin;
     let token = create_token(binary, &config, store.as_deref())?;
     let mut instances = Vec::new();
@@ -903,7 +502,7 @@ async fn run_setup(
     println!("{}", header());
     let connections = settings.connections;
     let mut results = Vec::new();
-    let (post, mut created) = drive(
+    let (post, answers) = measure(
         setup,
         &instances,
         &token,
@@ -915,6 +514,7 @@ async fn run_setup(
     .await?;
     println!("{}", post.row());
     results.push(post);
+    let mut created: Vec<(usize, String)> = answers.into_iter().map(|a| (a.user, a.id)).collect();
     created.sort_unstable();
     ensure!(
         created.len() == settings.users && created.iter().enumerate().all(|(n, (i, _))| n == *i),
@@ -925,7 +525,7 @@ async fn run_setup(
         (Workload::Lookup, settings.lookups),
         (Workload::Patch, settings.patches),
     ] {
-        let (measured, _) = drive(
+        let (measured, _) = measure(
             setup,
             &instances,
             &token,
@@ -958,30 +558,6 @@ async fn run_setup(
         println!("  dropped database {}", database.name);
     }
     Ok(results)
-}
-
-// --- the machine ---
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map_or_else(
-        |_| "?".into(),
-        |text| {
-            let fields: Vec<&str> = text.split_whitespace().take(3).collect();
-            format!("average {} (1, 5, 15 min)", fields.join(" "))
-        },
-    )
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|line| line.starts_with("model name"))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, model)| model.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into())
 }
 
 async fn run(settings: &Settings) -> anyhow::Result<()> {

@@ -1,5 +1,14 @@
 //! What the benchmarks share: running one, reading knobs from the environment, peak memory,
-//! and the bound argon2id sets on creating accounts with first passwords.
+//! and the bound argon2id sets on creating accounts with first passwords; in submodules,
+//! `rollcall serve` as a child process ([`daemon`]), a checked SCIM load ([`load`]) and the
+//! machine's CPUs, load and CPU accounting ([`machine`]).
+
+// Each benchmark includes this module (`mod common;`) and uses only part of it.
+#![allow(dead_code)]
+
+pub mod daemon;
+pub mod load;
+pub mod machine;
 
 use std::future::Future;
 use std::process::ExitCode;
