@@ -830,9 +830,7 @@ pub(in crate::store::postgres) async fn audit(
     .bind(change.after)
     .execute(&mut **tx)
     .await?;
-    if !outbox.covers(&scope.school_id) {
-        return Ok(());
-    }
+    // A new password's event shows the account, which the change does not carry.
     let document: Option<String> = if outbox.wants_password_document(&scope.school_id, change) {
         sqlx::query_scalar("SELECT data FROM users WHERE school_id = $1 AND id = $2")
             .bind(&scope.school_id)

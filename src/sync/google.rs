@@ -99,7 +99,7 @@ pub async fn read(source: &Source, google: &Google, progress: Progress<'_>) -> R
     let mut out = Read::default();
     progress(&format!(
         "reading students in org unit {}",
-        unit(&source.students.select)?
+        selected(&source.students.select)?
     ));
     out.students = users(
         &mut client,
@@ -114,7 +114,7 @@ pub async fn read(source: &Source, google: &Google, progress: Progress<'_>) -> R
     if let Some(tutors) = &source.tutors {
         progress(&format!(
             "reading tutors in org unit {}",
-            unit(&tutors.select)?
+            selected(&tutors.select)?
         ));
         out.tutors = users(
             &mut client,
@@ -227,8 +227,9 @@ pub async fn check(source: &Source, google: &Google) -> Result<Vec<(String, bool
     Ok(lines)
 }
 
-/// A Google search's org unit.
-fn unit(select: &Select) -> Result<&str, Error> {
+/// What a Google search selects: an org unit's path for people, a `groups.list` query for
+/// groups.
+fn selected(select: &Select) -> Result<&str, Error> {
     match select {
         Select::Google(unit) => Ok(unit),
         other => Err(Error::Other(format!(
@@ -298,7 +299,7 @@ async fn users(
     first_page: bool,
     progress: Progress<'_>,
 ) -> Result<Listed, Error> {
-    let unit = unit(select)?;
+    let unit = selected(select)?;
     let base = endpoint(google, &["users"])?;
     let query = org_unit_query(unit);
     let size = google.page_size.clamp(1, 500).to_string();
@@ -374,14 +375,7 @@ async fn list_groups(
     first_page: bool,
     progress: Progress<'_>,
 ) -> Result<Listed, Error> {
-    let query = match &rules.select {
-        Select::Google(query) => query.trim(),
-        other => {
-            return Err(Error::Other(format!(
-                "a Google source cannot search {other}"
-            )));
-        }
-    };
+    let query = selected(&rules.select)?.trim();
     let base = endpoint(google, &["groups"])?;
     let size = google.page_size.clamp(1, 200).to_string();
     let mut params = vec![
