@@ -2,8 +2,11 @@
 //! course implies (picking "Mathematics Year 1 (AS)" adds its Statistics and Mechanics modules).
 //!
 //! Pure data; built from the configuration, which guarantees every implied code exists.
+//! [`entitlements`] derives what a student has from the groups they are in.
 
 use serde_json::{Map, Value, json};
+
+pub mod entitlements;
 
 /// One entry of the catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,28 @@ impl Catalogue {
                 .iter()
                 .find(|c| c.title.to_lowercase() == name.to_lowercase())
         })
+    }
+
+    /// Whether choosing `chosen` brings `module` with it, directly or through the modules it
+    /// implies.
+    pub fn brings(&self, chosen: &str, module: &str) -> bool {
+        let mut seen: Vec<&str> = Vec::new();
+        let mut stack = vec![chosen];
+        while let Some(code) = stack.pop() {
+            let Some(course) = self.courses.iter().find(|c| c.code == code) else {
+                continue;
+            };
+            for implied in &course.implies {
+                if implied == module {
+                    return true;
+                }
+                if !seen.contains(&implied.as_str()) {
+                    seen.push(implied);
+                    stack.push(implied);
+                }
+            }
+        }
+        false
     }
 
     /// The chosen courses, each followed by what it implies (transitively), without repeats.
@@ -287,5 +312,15 @@ mod tests {
         let cyclic =
             Catalogue::new(vec![course("A", "A", &["B"]), course("B", "B", &["A"])]).unwrap();
         assert_eq!(cyclic.expand(&["A"]).unwrap().len(), 2);
+        assert!(cyclic.brings("A", "B") && cyclic.brings("B", "A"));
+    }
+
+    #[test]
+    fn a_course_brings_its_modules_transitively() {
+        assert!(maths().brings("MA1", "MA1-V"));
+        assert!(maths().brings("PH1", "MA1-M"));
+        assert!(!maths().brings("PH1", "MA1-S"));
+        assert!(!maths().brings("MA1-S", "MA1"));
+        assert!(!maths().brings("XX", "MA1"));
     }
 }

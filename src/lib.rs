@@ -68,13 +68,22 @@ pub enum Error {
 /// configured schools in it. Its writes add the configured webhooks' events to the outbox.
 pub async fn open_store(config: &Config) -> Result<Store, Error> {
     let mut store = Store::open(&config.store.url).await?;
-    store.set_outbox(store::Outbox::new(
-        config
-            .webhooks
-            .iter()
-            .map(config::Webhook::subscription)
-            .collect(),
-    ));
+    store.set_outbox(
+        store::Outbox::new(
+            config
+                .webhooks
+                .iter()
+                .map(config::Webhook::subscription)
+                .collect(),
+        )
+        .with_catalogues(
+            config
+                .schools
+                .iter()
+                .map(|school| (school.id.clone(), school.courses.clone()))
+                .collect(),
+        ),
+    );
     store.upsert_schools(&config.schools).await?;
     Ok(store)
 }

@@ -54,6 +54,10 @@ pub fn router(timeout: TimeoutLayer, import_timeout: TimeoutLayer) -> Router<App
         )
         .route("/schools/{school}/groups/{group}", get(get_group))
         .route("/schools/{school}/users", post(create_user))
+        .route(
+            "/schools/{school}/users/{id}/entitlements",
+            get(user_entitlements),
+        )
         .route("/schools/{school}/slips:collect", post(collect_slips))
         .route("/schools/{school}/sources", get(sources))
         .layer(timeout)
@@ -618,4 +622,19 @@ async fn change_password(
             .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
     }
     Ok(no_store(response))
+}
+
+/// The courses an account has through its teaching groups, derived now; another school's
+/// account, or an unknown id, is 404.
+async fn user_entitlements(
+    State(state): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    Path((_, id)): Path<(String, String)>,
+) -> Reply {
+    let entitlements = state
+        .provider
+        .entitlements(&admin, &id)
+        .await
+        .map_err(|e| ApiError::roster(e, rid(&admin)))?;
+    Ok(Json(entitlements).into_response())
 }

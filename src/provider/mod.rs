@@ -10,13 +10,15 @@ use serde_json::{Map, Value, json};
 
 use crate::clock::Clock;
 use crate::config::School;
+use crate::courses::Catalogue;
+use crate::courses::entitlements::{self, Entitlement, GroupCourses};
 use crate::credentials::{self, Vault};
 use crate::password::Hasher;
 use crate::scim::error::ScimError;
 use crate::scim::filter;
 use crate::scim::patch;
 use crate::scim::resource::{self, Projection};
-use crate::scim::schema::{AttrType, Kind, Registry};
+use crate::scim::schema::{AttrType, Kind, Owner, Registry, SCHOOL_USER};
 use crate::store::{self, Actor, NewRecord, Query, Record, Scope, Stamp, Store};
 
 pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -85,8 +87,20 @@ pub fn etag(version: i64) -> String {
 }
 
 impl Provider {
-    fn render(&self, kind: Kind, record: Record, base: &str, projection: &Projection) -> Rendered {
+    fn render(
+        &self,
+        kind: Kind,
+        record: Record,
+        caller: &Caller,
+        projection: &Projection,
+    ) -> Rendered {
+        let base = caller.base.as_str();
         let location = format!("{base}/{}/{}", kind.endpoint(), record.id);
+        // Derived from the groups read with the user, before the document is moved out.
+        let courses = match kind {
+            Kind::User => self.entitlements_of(&caller.scope.school_id, &record),
+            Kind::Group => Vec::new(),
+        };
         let mut body = Map::new();
         body.insert(
             "schemas".into(),
@@ -98,6 +112,17 @@ impl Provider {
             body.insert("externalId".into(), external);
         }
         body.extend(data);
+        if !courses.is_empty() {
+            let extension = body
+                .entry(SCHOOL_USER)
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(extension) = extension {
+                extension.insert(
+                    "courses".into(),
+                    courses.iter().map(Entitlement::to_scim).collect(),
+                );
+            }
+        }
         if !record.links.is_empty() {
             let links: Vec<Value> = record
                 .links
@@ -144,6 +169,72 @@ impl Provider {
         }
     }
 
+    /// A user's courses (see [`crate::courses::entitlements`]), from the groups read with the
+    /// record (its links) and the school's catalogue. A tutor has none; so has a record read
+    /// without its groups.
+    pub fn entitlements_of(&self, school_id: &str, record: &Record) -> Vec<Entitlement> {
+        if !entitlements::takes_courses(entitlements::role_of(&record.data)) {
+            return Vec::new();
+        }
+        let groups: Vec<GroupCourses> = record
+            .links
+            .iter()
+            .filter(|link| link.kind == Kind::Group)
+            .map(|link| GroupCourses {
+                id: link.id.clone(),
+                name: link.display.clone().unwrap_or_default(),
+                courses: link.courses.clone(),
+            })
+            .collect();
+        if groups.is_empty() {
+            return Vec::new();
+        }
+        let empty = Catalogue::default();
+        let catalogue = self
+            .schools
+            .get(school_id)
+            .map_or(&empty, |school| &school.courses);
+        entitlements::derive(catalogue, &groups)
+    }
+
+    /// Refuses a filter on an attribute the server computes when reading (the school
+    /// extension's `courses`): the store cannot select by it.
+    fn refuse_computed(&self, kind: Kind, filter: &filter::Filter) -> Result<(), ScimError> {
+        use filter::Filter;
+        match filter {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                self.refuse_computed(kind, a)?;
+                self.refuse_computed(kind, b)
+            }
+            Filter::Not(inner) => self.refuse_computed(kind, inner),
+            Filter::Present(path) | Filter::Compare { path, .. } => {
+                self.refuse_computed_path(kind, path, ScimError::invalid_filter)
+            }
+            Filter::ValuePath { attr, .. } => {
+                self.refuse_computed_path(kind, attr, ScimError::invalid_filter)
+            }
+        }
+    }
+
+    fn refuse_computed_path(
+        &self,
+        kind: Kind,
+        path: &filter::AttrPath,
+        error: fn(String) -> ScimError,
+    ) -> Result<(), ScimError> {
+        let computed = self.registry.resolve(kind, path).is_ok_and(|resolved| {
+            matches!(resolved.owner, Owner::Extension(urn) if urn == SCHOOL_USER)
+                && resolved.attr.name == "courses"
+        });
+        if computed {
+            return Err(error(format!(
+                "{path} is computed from the user's teaching groups when read; \
+                 it cannot be filtered or sorted by"
+            )));
+        }
+        Ok(())
+    }
+
     pub fn projection(
         &self,
         kind: Kind,
@@ -165,7 +256,7 @@ impl Provider {
             .get(&caller.scope, kind, id)
             .await
             .map_err(|e| store_error(e, kind, id))?;
-        Ok(self.render(kind, record, &caller.base, projection))
+        Ok(self.render(kind, record, caller, projection))
     }
 
     pub async fn list(
@@ -180,8 +271,12 @@ impl Provider {
             params.excluded_attributes.as_deref(),
         )?;
         let page = self.page(params)?;
+        let filter = parse_filter(params)?;
+        if let Some(filter) = &filter {
+            self.refuse_computed(kind, filter)?;
+        }
         let query = Query {
-            filter: parse_filter(params)?,
+            filter,
             sort_by: self.sort_by(kind, params)?,
             descending: page.descending,
             offset: page.start_index - 1,
@@ -210,6 +305,9 @@ impl Provider {
                 && crate::scim::resource::check_filter(&self.registry, kind, filter).is_err()
             {
                 continue;
+            }
+            if let Some(filter) = &filter {
+                self.refuse_computed(kind, filter)?;
             }
             understood = true;
             let projection = Projection::lenient(
@@ -247,13 +345,14 @@ impl Provider {
         query: &Query,
         projection: &Projection,
     ) -> Result<(i64, Vec<Value>), ScimError> {
-        let with_links = projection.wants(
-            kind,
-            match kind {
-                Kind::User => "groups",
-                Kind::Group => "members",
-            },
-        );
+        let with_links = match kind {
+            // A user's courses are derived from the groups read with it.
+            Kind::User => {
+                projection.wants(kind, "groups")
+                    || projection.wants_extension(&self.registry, kind, SCHOOL_USER, "courses")
+            }
+            Kind::Group => projection.wants(kind, "members"),
+        };
         let (total, records) = self
             .store
             .list(&caller.scope, kind, &self.registry, query, with_links)
@@ -261,7 +360,7 @@ impl Provider {
             .map_err(|e| store_error(e, kind, ""))?;
         let resources = records
             .into_iter()
-            .map(|record| self.render(kind, record, &caller.base, projection).body)
+            .map(|record| self.render(kind, record, caller, projection).body)
             .collect();
         Ok((total, resources))
     }
@@ -289,6 +388,7 @@ impl Provider {
         let path = resource::attribute_path(text).ok_or_else(|| {
             ScimError::invalid_value(format!("sortBy `{text}` is not an attribute path"))
         })?;
+        self.refuse_computed_path(kind, &path, ScimError::invalid_value)?;
         let resolved = self
             .registry
             .resolve(kind, &path)
@@ -407,7 +507,7 @@ impl Provider {
             .insert(&caller.scope, kind, &id, &new, self.stamp(caller))
             .await
             .map_err(|e| store_error(e, kind, &id))?;
-        Ok(self.render(kind, record, &caller.base, &Projection::default()))
+        Ok(self.render(kind, record, caller, &Projection::default()))
     }
 
     pub async fn replace(
@@ -431,7 +531,7 @@ impl Provider {
             .replace(&caller.scope, kind, id, if_match, &new, self.stamp(caller))
             .await
             .map_err(|e| store_error(e, kind, id))?;
-        Ok(self.render(kind, record, &caller.base, &Projection::default()))
+        Ok(self.render(kind, record, caller, &Projection::default()))
     }
 
     pub async fn patch(
@@ -483,7 +583,7 @@ impl Provider {
                 .await
             {
                 Ok(record) => {
-                    return Ok(self.render(kind, record, &caller.base, &Projection::default()));
+                    return Ok(self.render(kind, record, caller, &Projection::default()));
                 }
                 Err(store::Error::VersionMismatch { .. }) if if_match.is_none() => continue,
                 Err(e) => return Err(store_error(e, kind, id)),

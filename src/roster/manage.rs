@@ -78,6 +78,8 @@ pub struct PersonView {
     pub student_number: String,
     /// The groups the account is directly in, by id and name.
     pub memberships: Vec<Member>,
+    /// The courses those groups give a student (none for a tutor), by code.
+    pub courses: Vec<crate::courses::entitlements::Entitlement>,
     pub version: i64,
     /// Newest first.
     pub history: Vec<HistoryEntry>,
@@ -154,6 +156,7 @@ impl Provider {
                     name: link.display.clone().unwrap_or_default(),
                 })
                 .collect(),
+            courses: self.entitlements_of(&admin.scope.school_id, &record),
             version: record.version,
             row: PersonRow::of(&record),
             history,

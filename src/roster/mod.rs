@@ -5,6 +5,7 @@
 //! HTTP-free like [`crate::provider`], on which it builds: documents are SCIM documents checked
 //! by [`crate::scim::resource`], written through the store with their credentials.
 
+pub mod entitlements;
 pub mod import;
 pub mod login;
 pub mod manage;

@@ -392,6 +392,29 @@ impl Projection {
         !names(&self.excluded)
     }
 
+    /// True when the response carries attribute `name` of the extension `urn`: asked for (it,
+    /// one of its sub-attributes, or the whole extension), or, without `attributes`, not
+    /// excluded. The server computes some attributes only for responses that show them.
+    pub fn wants_extension(&self, registry: &Registry, kind: Kind, urn: &str, name: &str) -> bool {
+        let names = |paths: &[AttrPath], any_sub: bool| {
+            paths
+                .iter()
+                .any(|path| match keys_of(registry, kind, path) {
+                    Some((None, key, None)) => key.eq_ignore_ascii_case(urn),
+                    Some((Some(extension), attr, sub)) => {
+                        extension.eq_ignore_ascii_case(urn)
+                            && attr.eq_ignore_ascii_case(name)
+                            && (any_sub || sub.is_none())
+                    }
+                    _ => false,
+                })
+        };
+        if !self.attributes.is_empty() {
+            return names(&self.attributes, true);
+        }
+        !names(&self.excluded, false)
+    }
+
     /// Applies the projection to a rendered resource.
     pub fn apply(&self, registry: &Registry, kind: Kind, resource: &mut Map<String, Value>) {
         let returned_of = |key: &str, sub: Option<&str>| -> Returned {

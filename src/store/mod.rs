@@ -9,6 +9,7 @@
 
 mod backends;
 pub mod copy;
+mod entitlements;
 mod filter_sql;
 pub mod outbox;
 mod postgres;
@@ -68,6 +69,9 @@ pub struct Link {
     pub id: String,
     pub kind: Kind,
     pub display: Option<String>,
+    /// For a user's group: the group's courses as stored (implied modules marked), which the
+    /// user's entitlements are derived from; empty otherwise.
+    pub courses: Vec<crate::courses::Assigned>,
 }
 
 /// What the SCIM layer asks the store to write.

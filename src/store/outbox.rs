@@ -2,18 +2,24 @@
 //! per event and webhook that wants it, derived by [`crate::webhooks::event::derive`] from the
 //! same documents the audit event records. With no webhook configured nothing is derived.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::{Error, Result};
-use crate::webhooks::event::{self, Action, Change, Subscription};
+use crate::courses::Catalogue;
+use crate::courses::entitlements::Entitlement;
+use crate::webhooks::event::{self, Action, Change, EventType, Subscription};
 
 /// The webhooks the store writes events for, and the bell it rings when it has written some.
 #[derive(Clone, Debug)]
 pub struct Outbox {
     subscriptions: Arc<[Subscription]>,
+    /// Each school's course catalogue, for the implied modules `user.entitlements_changed`
+    /// shows.
+    catalogues: Arc<BTreeMap<String, Catalogue>>,
     /// Counts the writes that added events, so each deliverer wakes for them.
     written: Arc<watch::Sender<u64>>,
 }
@@ -38,8 +44,60 @@ impl Outbox {
     pub fn new(subscriptions: Vec<Subscription>) -> Outbox {
         Outbox {
             subscriptions: subscriptions.into(),
+            catalogues: Arc::default(),
             written: Arc::new(watch::channel(0).0),
         }
+    }
+
+    /// The schools' course catalogues (by school id), which entitlements are derived with.
+    pub fn with_catalogues(mut self, catalogues: BTreeMap<String, Catalogue>) -> Outbox {
+        self.catalogues = Arc::new(catalogues);
+        self
+    }
+
+    /// A school's course catalogue (empty when it has none).
+    pub(super) fn catalogue(&self, school: &str) -> Catalogue {
+        self.catalogues.get(school).cloned().unwrap_or_default()
+    }
+
+    /// Whether some webhook covering the school wants students' course changes: only then
+    /// does a group write read the members' other groups to compare their courses.
+    pub(super) fn wants_entitlements(&self, school: &str) -> bool {
+        self.subscriptions
+            .iter()
+            .any(|s| s.wants(school, EventType::UserEntitlementsChanged))
+    }
+
+    /// The rows of one student's `user.entitlements_changed` event: `after` is what they have
+    /// now, `added` and `removed` the codes that differ from before the write.
+    pub(super) fn entitlement_rows(
+        &self,
+        school: &str,
+        user: &str,
+        after: &[Entitlement],
+        added: Vec<String>,
+        removed: Vec<String>,
+        at: &str,
+    ) -> Vec<NewEvent> {
+        let event = event::entitlements_changed(user, after, added, removed);
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let body = event::body(&event_id, &event, school, at);
+        let rows: Vec<NewEvent> = self
+            .subscriptions
+            .iter()
+            .filter(|s| s.wants(school, event.kind))
+            .map(|s| NewEvent {
+                webhook: s.webhook.clone(),
+                event_id: event_id.clone(),
+                subject: event.subject.clone(),
+                event_type: event.kind.as_str(),
+                body: body.clone(),
+            })
+            .collect();
+        if !rows.is_empty() {
+            self.ring();
+        }
+        rows
     }
 
     /// Changes (just before the writing transaction commits) each time events are written or

@@ -30,6 +30,7 @@ use crate::webhooks::event::Change;
 mod accounts;
 mod console;
 mod core;
+mod entitlements;
 mod sync;
 mod webhooks;
 
@@ -259,20 +260,22 @@ pub(in crate::store::postgres) fn bind_rows<'q>(
     query
 }
 
-/// A column holding a resource's links as a JSON array of `[id, type, display]` (text, NULL
-/// when there are none): a group's members, or the groups a user belongs to. One correlated
+/// A column holding a resource's links as a JSON array of `[id, type, display, courses]`
+/// (text, NULL when there are none): a group's members, or the groups a user belongs to with
+/// each group's courses (from which the user's entitlements are derived). One correlated
 /// subquery, so a page of resources and their memberships come back in one round trip. Ordered
 /// by bytes (`COLLATE "C"`), as SQLite orders them, whatever the database's collation.
 pub(in crate::store::postgres) fn links_column(kind: Kind) -> &'static str {
     match kind {
         Kind::Group => {
-            "(SELECT json_agg(json_build_array(x.member_id, x.member_type, NULL::text) \
+            "(SELECT json_agg(json_build_array(x.member_id, x.member_type, NULL::text, NULL::json) \
               ORDER BY x.member_id COLLATE \"C\")::text \
               FROM group_members x WHERE x.group_id = r.id) AS links"
         }
         Kind::User => {
-            "(SELECT json_agg(json_build_array(g.id, 'Group', g.display_name) \
-              ORDER BY g.display_name_key COLLATE \"C\")::text \
+            "(SELECT json_agg(json_build_array(g.id, 'Group', g.display_name, \
+              g.data::json -> 'urn:rollcall:params:scim:schemas:extension:school:2.0:Group' \
+              -> 'courses') ORDER BY g.display_name_key COLLATE \"C\")::text \
               FROM group_members m JOIN groups g ON g.id = m.group_id \
               WHERE m.member_id = r.id) AS links"
         }
@@ -841,7 +844,10 @@ pub(in crate::store::postgres) async fn audit(
         None
     };
     let rows = outbox.rows(&scope.school_id, change, document.as_deref(), at)?;
-    write_outbox(tx, &scope.school_id, &rows, at).await
+    write_outbox(tx, &scope.school_id, &rows, at).await?;
+    // Students whose courses this change may alter; their events are written when the
+    // transaction settles, just before it commits.
+    entitlements::watch(tx, outbox, scope, change).await
 }
 
 /// Adds events to the outbox, due at once.
@@ -926,11 +932,11 @@ fn links_from_row(row: &PgRow, id: &str) -> Result<Vec<Link>> {
         id: id.to_owned(),
         source,
     };
-    let triples: Vec<(String, String, Option<String>)> =
+    let links: Vec<(String, String, Option<String>, Option<Value>)> =
         serde_json::from_str(&text).map_err(corrupt)?;
-    Ok(triples
+    Ok(links
         .into_iter()
-        .map(|(id, kind, display)| Link {
+        .map(|(id, kind, display, courses)| Link {
             id,
             kind: if kind == "Group" {
                 Kind::Group
@@ -938,6 +944,7 @@ fn links_from_row(row: &PgRow, id: &str) -> Result<Vec<Link>> {
                 Kind::User
             },
             display,
+            courses: crate::courses::entitlements::stored(courses.as_ref()),
         })
         .collect())
 }

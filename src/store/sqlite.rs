@@ -29,6 +29,7 @@ use crate::webhooks::event::Change;
 
 mod accounts;
 mod console;
+mod entitlements;
 mod sync;
 mod webhooks;
 
@@ -299,6 +300,7 @@ impl Store {
     ) -> Result<Record> {
         let (_turn, mut tx) = self.write().await?;
         insert(&mut tx, &self.outbox, scope, kind, id, new, stamp).await?;
+        entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -328,6 +330,7 @@ impl Store {
             stamp,
         )
         .await?;
+        entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         // Read back under the write lock, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -357,6 +360,7 @@ impl Store {
             )
             .await?;
         }
+        entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -380,6 +384,7 @@ impl Store {
             stamp,
         )
         .await?;
+        entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -561,19 +566,22 @@ fn bind_rows<'q>(
     query
 }
 
-/// A column holding a resource's links as a JSON array of `[id, type, display]`: a group's
-/// members, or the groups a user belongs to. One correlated subquery, so a page of resources
-/// and their memberships come back in one round trip.
+/// A column holding a resource's links as a JSON array of `[id, type, display, courses]`: a
+/// group's members, or the groups a user belongs to with each group's courses (from which the
+/// user's entitlements are derived). One correlated subquery, so a page of resources and their
+/// memberships come back in one round trip.
 fn links_column(kind: Kind) -> &'static str {
     match kind {
         Kind::Group => {
-            "(SELECT json_group_array(json_array(x.member_id, x.member_type, NULL)) FROM \
+            "(SELECT json_group_array(json_array(x.member_id, x.member_type, NULL, NULL)) FROM \
              (SELECT member_id, member_type FROM group_members WHERE group_id = r.id \
               ORDER BY member_id) x) AS links"
         }
         Kind::User => {
-            "(SELECT json_group_array(json_array(x.id, 'Group', x.display_name)) FROM \
-             (SELECT g.id, g.display_name FROM group_members m JOIN groups g ON g.id = m.group_id \
+            "(SELECT json_group_array(json_array(x.id, 'Group', x.display_name, json(x.courses))) \
+             FROM (SELECT g.id, g.display_name, \
+              json_extract(g.data, '$.\"urn:rollcall:params:scim:schemas:extension:school:2.0:Group\".courses') \
+              AS courses FROM group_members m JOIN groups g ON g.id = m.group_id \
               WHERE m.member_id = r.id ORDER BY g.display_name_key) x) AS links"
         }
     }
@@ -1089,7 +1097,10 @@ async fn audit(
         None
     };
     let rows = outbox.rows(&scope.school_id, change, document.as_deref(), at)?;
-    write_outbox(tx, &scope.school_id, &rows, at).await
+    write_outbox(tx, &scope.school_id, &rows, at).await?;
+    // Students whose courses this change may alter; their events are written when the
+    // transaction settles, just before it commits.
+    entitlements::watch(tx, outbox, scope, change).await
 }
 
 /// Adds events to the outbox, due at once.
@@ -1172,11 +1183,11 @@ fn links_from_row(row: &SqliteRow, id: &str) -> Result<Vec<Link>> {
         id: id.to_owned(),
         source,
     };
-    let triples: Vec<(String, String, Option<String>)> =
+    let links: Vec<(String, String, Option<String>, Option<Value>)> =
         serde_json::from_str(&text).map_err(corrupt)?;
-    Ok(triples
+    Ok(links
         .into_iter()
-        .map(|(id, kind, display)| Link {
+        .map(|(id, kind, display, courses)| Link {
             id,
             kind: if kind == "Group" {
                 Kind::Group
@@ -1184,6 +1195,7 @@ fn links_from_row(row: &SqliteRow, id: &str) -> Result<Vec<Link>> {
                 Kind::User
             },
             display,
+            courses: crate::courses::entitlements::stored(courses.as_ref()),
         })
         .collect())
 }

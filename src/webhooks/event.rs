@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+use crate::courses::entitlements::Entitlement;
 use crate::scim::schema::{Kind, SCHOOL_USER};
 
 /// The kinds of event a webhook can ask for.
@@ -18,10 +19,12 @@ pub enum EventType {
     UserDeleted,
     UserPasswordChanged,
     GroupMembershipChanged,
+    /// A student's courses changed because a teaching group, or their place in one, did.
+    UserEntitlementsChanged,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::UserCreated,
         EventType::UserUpdated,
         EventType::UserDisabled,
@@ -29,6 +32,7 @@ impl EventType {
         EventType::UserDeleted,
         EventType::UserPasswordChanged,
         EventType::GroupMembershipChanged,
+        EventType::UserEntitlementsChanged,
     ];
 
     /// The name in the configuration, the outbox and the body's `type`.
@@ -41,6 +45,7 @@ impl EventType {
             EventType::UserDeleted => "user.deleted",
             EventType::UserPasswordChanged => "user.password_changed",
             EventType::GroupMembershipChanged => "group.membership_changed",
+            EventType::UserEntitlementsChanged => "user.entitlements_changed",
         }
     }
 
@@ -265,6 +270,26 @@ pub fn derive(
     Ok(events)
 }
 
+/// The event of a student whose courses changed: subject the user, so it is delivered in order
+/// with their other events; data the courses they have now and the codes added and removed.
+pub fn entitlements_changed(
+    user: &str,
+    after: &[Entitlement],
+    added: Vec<String>,
+    removed: Vec<String>,
+) -> Event {
+    Event {
+        kind: EventType::UserEntitlementsChanged,
+        subject: user.to_owned(),
+        data: serde_json::json!({
+            "user": user,
+            "entitlements": after,
+            "added": added,
+            "removed": removed,
+        }),
+    }
+}
+
 /// The body a receiver gets: the event's id, type, the time of the change (RFC 3339), the
 /// school and the data. The outbox keeps these exact bytes, so a redelivery is identical.
 pub fn body(event_id: &str, event: &Event, school: &str, at: &str) -> String {
@@ -304,7 +329,7 @@ fn account(id: &str, document: &Map<String, Value>) -> Value {
 }
 
 /// A group document's member ids, in the order the audit log keeps them.
-fn members(document: &Map<String, Value>) -> Vec<String> {
+pub(crate) fn members(document: &Map<String, Value>) -> Vec<String> {
     document
         .get("members")
         .and_then(Value::as_array)

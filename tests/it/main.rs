@@ -14,6 +14,7 @@ mod console;
 mod courses;
 mod credentials;
 mod discovery;
+mod entitlements;
 mod filters;
 mod google;
 mod google_api;

@@ -1067,6 +1067,87 @@ async fn a_delta_applies_exactly_what_it_says_and_disables_nobody_else() {
 }
 
 #[tokio::test]
+async fn a_sync_tells_the_platform_of_each_students_changed_courses_once() {
+    use crate::entitlements::{EVENT, MATHS, change, events_written, received};
+    use crate::webhooks::{Mode as Delivery, Receiver, SECRET, secret_dir, until, webhook_toml};
+    let receiver = Receiver::start(SECRET, Delivery::Accept).await;
+    let (_secrets, secret_file) = secret_dir(SECRET);
+    let hook = webhook_toml(
+        &receiver,
+        &secret_file,
+        &format!("events = [\"{EVENT}\"]\n"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("export");
+    let source = source_toml(&path, "passwords = false");
+    let app =
+        TestApp::start_with(move |text| format!("{}{hook}", with_source(text, &source))).await;
+    let fixture = Fixture {
+        app,
+        path,
+        _dir: dir,
+    };
+    let mut roster = Roster::generate();
+    write_folder(&fixture.path, &roster.bulk());
+    fixture.run(Mode::Apply).await.unwrap();
+    // Every enrolled student gained their classes' courses: one event each.
+    let first = events_written(&fixture.app).await;
+    assert!(first > 100, "{first} events");
+
+    // A newcomer enrolled in 12A/Ma1, a student leaving 12B/Ma1 (keeping physics), a teacher
+    // renamed: one event for each student, none for the teacher.
+    let newcomer = User {
+        id: "stu-new".into(),
+        username: "snew".into(),
+        identifier: "S9999".into(),
+        email: "nia@north.example".into(),
+        ..roster.user("stu-0005").clone()
+    };
+    roster.users.push(newcomer.clone());
+    let joins = Enrollment {
+        id: "enr-new".into(),
+        class: "cls-12A-ma".into(),
+        user: newcomer.id.clone(),
+        role: "student",
+        begin: "",
+        end: "",
+        status: "",
+    };
+    let leaves = roster
+        .enrollments
+        .iter_mut()
+        .find(|e| e.class == "cls-12B-ma" && e.role == "student")
+        .unwrap();
+    leaves.status = "tobedeleted";
+    let leaves = leaves.clone();
+    let renamed = roster.user_mut("tch-03");
+    renamed.family = "Renamed".into();
+    let renamed = renamed.clone();
+    write_folder(
+        &fixture.path,
+        &delta(&[newcomer.clone(), renamed], &[joins, leaves.clone()]),
+    );
+    let report = fixture.run(Mode::Apply).await.unwrap();
+    assert_eq!(report.outcome, Outcome::Applied);
+    assert_eq!(events_written(&fixture.app).await, first + 2);
+    let accounts = fixture.accounts().await;
+    let (newcomer, leaver) = (&accounts["stu-new"].id, &accounts[&leaves.user].id);
+    until("the newcomer's and the leaver's events", || async {
+        (received(&receiver, newcomer).len() == 1 && received(&receiver, leaver).len() == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(received(&receiver, newcomer), [change(&MATHS, &[])]);
+    assert_eq!(received(&receiver, leaver)[1], change(&[], &MATHS));
+
+    // The same delta again changes nothing, and tells nothing.
+    let again = fixture.run(Mode::Apply).await.unwrap();
+    assert!(again.plan.is_empty(), "{:?}", again.counts);
+    assert_eq!(events_written(&fixture.app).await, first + 2);
+    fixture.stop().await;
+}
+
+#[tokio::test]
 async fn a_delta_deleting_a_class_deletes_its_group_and_nothing_else() {
     let roster = Roster::generate();
     let fixture = fixture("passwords = false").await;

@@ -22,9 +22,9 @@ use crate::harness::*;
 use crate::postgres::TestDatabase;
 
 /// The Standard Webhooks specification's example secret.
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub(crate) const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
-const ALL_TYPES: [&str; 7] = [
+const ALL_TYPES: [&str; 8] = [
     "user.created",
     "user.updated",
     "user.disabled",
@@ -32,12 +32,13 @@ const ALL_TYPES: [&str; 7] = [
     "user.deleted",
     "user.password_changed",
     "group.membership_changed",
+    "user.entitlements_changed",
 ];
 
 // --- The receiver ---
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub(crate) enum Mode {
     /// 200.
     Accept,
     /// 500.
@@ -49,18 +50,19 @@ enum Mode {
 
 /// A request that passed the signature check.
 #[derive(Clone, Debug)]
-struct Delivery {
-    id: String,
-    event_type: String,
-    /// The account the event is about (`data.id`, or `data.user` for a membership).
-    subject: String,
-    body: String,
-    json: Value,
+pub(crate) struct Delivery {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    /// The account the event is about (`data.id`, or `data.user` for a membership or a
+    /// student's courses).
+    pub(crate) subject: String,
+    pub(crate) body: String,
+    pub(crate) json: Value,
 }
 
 /// A request as it came, headers and body.
 #[derive(Clone, Debug)]
-struct Raw {
+pub(crate) struct Raw {
     id: String,
     timestamp: String,
     signature: String,
@@ -79,7 +81,7 @@ struct Shared {
     rejected: Mutex<Vec<Raw>>,
 }
 
-struct Receiver {
+pub(crate) struct Receiver {
     url: String,
     shared: Arc<Shared>,
     server: tokio::task::JoinHandle<()>,
@@ -87,7 +89,7 @@ struct Receiver {
 
 impl Receiver {
     /// Listens on 127.0.0.1 and checks signatures with the key of `secret`.
-    async fn start(secret: &str, mode: Mode) -> Receiver {
+    pub(crate) async fn start(secret: &str, mode: Mode) -> Receiver {
         let shared = Arc::new(Shared {
             key: key_of(secret),
             mode: Mutex::new(mode),
@@ -114,7 +116,7 @@ impl Receiver {
         *self.shared.mode.lock().unwrap() = mode;
     }
 
-    fn accepted(&self) -> Vec<Delivery> {
+    pub(crate) fn accepted(&self) -> Vec<Delivery> {
         self.shared.accepted.lock().unwrap().clone()
     }
 
@@ -122,7 +124,7 @@ impl Receiver {
         self.shared.seen.lock().unwrap().clone()
     }
 
-    fn rejected(&self) -> Vec<Raw> {
+    pub(crate) fn rejected(&self) -> Vec<Raw> {
         self.shared.rejected.lock().unwrap().clone()
     }
 
@@ -181,7 +183,7 @@ async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
     );
     let event_type = parsed["type"].as_str().unwrap().to_owned();
     let subject = match event_type.as_str() {
-        "group.membership_changed" => parsed["data"]["user"].as_str(),
+        "group.membership_changed" | "user.entitlements_changed" => parsed["data"]["user"].as_str(),
         _ => parsed["data"]["id"].as_str(),
     }
     .unwrap()
@@ -249,7 +251,7 @@ fn verify(key: &[u8], raw: &Raw) -> bool {
 // --- Helpers ---
 
 /// Polls `check` until it gives a value (20 s at most).
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn until<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     mut check: impl FnMut() -> F,
 ) -> T {
@@ -264,7 +266,7 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(
 }
 
 /// A `[[webhooks]]` table for this receiver, its secret in `secret_file`, quick retries.
-fn webhook_toml(receiver: &Receiver, secret_file: &Path, extra: &str) -> String {
+pub(crate) fn webhook_toml(receiver: &Receiver, secret_file: &Path, extra: &str) -> String {
     format!(
         "\n[[webhooks]]\nid = \"platform\"\nurl = \"{}\"\nsecret_file = \"{}\"\n\
          timeout_secs = 1\nretry_initial_ms = 20\nretry_max_secs = 1\n{extra}",
@@ -274,7 +276,7 @@ fn webhook_toml(receiver: &Receiver, secret_file: &Path, extra: &str) -> String 
 }
 
 /// A directory holding the webhook secret, for `secret_file`.
-fn secret_dir(secret: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+pub(crate) fn secret_dir(secret: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("webhook.secret");
     std::fs::write(&path, format!("{secret}\n")).unwrap();
@@ -408,10 +410,12 @@ async fn every_event_type_arrives_signed_once_and_in_order_per_account() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["status"], "changed", "{}", reply.body);
 
+    let school_group = "urn:rollcall:params:scim:schemas:extension:school:2.0:Group";
     let group = id_of(
         &app.create_group(json!({
-            "schemas": [GROUP_URN], "displayName": "12B/Ma1",
+            "schemas": [GROUP_URN, school_group], "displayName": "12B/Ma1",
             "members": [{ "value": alice }, { "value": bob }],
+            school_group: { "courses": [{ "value": "MA-Y1-AS" }] },
         }))
         .await,
     );
@@ -436,13 +440,17 @@ async fn every_event_type_arrives_signed_once_and_in_order_per_account() {
         "user.enabled",
         "user.password_changed",
         "group.membership_changed:added",
+        "user.entitlements_changed",
         "group.membership_changed:removed",
+        "user.entitlements_changed",
         "user.deleted",
     ];
     let bob_story = [
         "user.created",
         "group.membership_changed:added",
+        "user.entitlements_changed",
         "group.membership_changed:removed",
+        "user.entitlements_changed",
     ];
     until("every event", || async {
         (receiver.story(&alice).len() == alice_story.len()

@@ -128,3 +128,34 @@ fn characteristics_follow_the_files() {
     assert!(id.leaf().case_exact);
     assert_eq!(id.owner, Owner::Common);
 }
+
+#[test]
+fn a_users_courses_are_read_only_and_returned_by_default() {
+    let registry = Registry::load().unwrap();
+    // Unqualified, `courses` of a User is the school extension's (the core has none).
+    let courses = registry
+        .resolve(Kind::User, &path(None, "courses", None))
+        .unwrap();
+    assert_eq!(courses.owner, Owner::Extension(SCHOOL_USER));
+    let attr = courses.attr;
+    assert_eq!(attr.kind, AttrType::Complex);
+    assert!(attr.multi_valued && !attr.required);
+    assert_eq!(attr.mutability, Mutability::ReadOnly);
+    assert_eq!(attr.returned, Returned::Default);
+    for (name, multi_valued) in [
+        ("value", false),
+        ("display", false),
+        ("implied", false),
+        ("impliedBy", true),
+        ("groups", true),
+    ] {
+        let sub = attr.sub(name).unwrap_or_else(|| panic!("no {name}"));
+        assert_eq!(sub.multi_valued, multi_valued, "{name}");
+        assert_eq!(sub.mutability, Mutability::ReadOnly, "{name}");
+    }
+    check(
+        Kind::User,
+        path(Some(SCHOOL_USER), "courses", Some("impliedBy")),
+        Ok("urn:rollcall:params:scim:schemas:extension:school:2.0:User/courses/impliedBy"),
+    );
+}

@@ -188,6 +188,7 @@ impl Store {
     ) -> Result<Record> {
         let mut tx = self.write(&scope.school_id).await?;
         insert(&mut tx, &self.outbox, scope, kind, id, new, stamp).await?;
+        super::entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         // Read back in the transaction, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -217,6 +218,7 @@ impl Store {
             stamp,
         )
         .await?;
+        super::entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         // Read back in the transaction, so the reply shows exactly the version written.
         let record = fetch(&mut tx, scope, kind, id).await?;
         tx.commit().await?;
@@ -246,6 +248,7 @@ impl Store {
             )
             .await?;
         }
+        super::entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -269,6 +272,7 @@ impl Store {
             stamp,
         )
         .await?;
+        super::entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -265,6 +265,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        super::entitlements::settle(&mut tx, outbox, scope, stamp.at).await?;
         tx.commit().await?;
         Ok(names)
     }

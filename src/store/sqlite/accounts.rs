@@ -206,6 +206,7 @@ impl Store {
                 &now,
             )
             .await?;
+            super::entitlements::settle(&mut tx, &self.outbox, scope, stamp.at).await?;
         }
         tx.commit().await?;
         Ok(names)

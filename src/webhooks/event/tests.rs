@@ -220,3 +220,40 @@ fn a_subscription_filters_by_event_and_school() {
     assert!(!some.wants("north", EventType::UserCreated));
     assert!(!some.covers("north"));
 }
+
+#[test]
+fn a_students_new_courses_are_one_event_keyed_by_the_student() {
+    let after = vec![crate::courses::entitlements::Entitlement {
+        code: "PH1".into(),
+        title: "Physics".into(),
+        implied: false,
+        implied_by: Vec::new(),
+        groups: vec![crate::courses::entitlements::Via {
+            name: "12A/Ph1".into(),
+            id: "g-1".into(),
+        }],
+    }];
+    let event = entitlements_changed(USER, &after, vec!["PH1".into()], vec!["MA1".into()]);
+    assert_eq!(event.kind, EventType::UserEntitlementsChanged);
+    assert_eq!(event.kind.as_str(), "user.entitlements_changed");
+    assert_eq!(event.subject, USER);
+    assert_eq!(
+        event.data,
+        json!({
+            "user": USER,
+            "entitlements": [{ "code": "PH1", "title": "Physics", "implied": false,
+                               "impliedBy": [], "groups": [{ "name": "12A/Ph1", "id": "g-1" }] }],
+            "added": ["PH1"],
+            "removed": ["MA1"],
+        })
+    );
+    // Group changes themselves make only membership events: courses are settled by the store.
+    let before = group("12A", &["a"]);
+    let after = group("12A", &["a", "b"]);
+    let events = derive(
+        &Change::replace(Kind::Group, "g", &before, &after, false),
+        None,
+    )
+    .unwrap();
+    assert_eq!(kinds(&events), [("group.membership_changed", "b")]);
+}
