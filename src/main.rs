@@ -214,6 +214,17 @@ enum AdminCommand {
         #[arg(long)]
         username: String,
     },
+    /// Give a member of staff a role: `admin` (every account of the school), `tutor` (their
+    /// own teaching groups and students), `read-only`, or `none`. A tutor's account (a person
+    /// with the tutor role) becomes staff who sign in to the console with it.
+    Grant {
+        #[arg(long)]
+        school: String,
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -594,16 +605,22 @@ fn known_school<'a>(config: &'a Config, school: &str) -> anyhow::Result<&'a conf
 }
 
 async fn admin(config: &Config, command: AdminCommand) -> anyhow::Result<()> {
-    let store = rollcall::open_store(config).await?;
     let clock = Clock::system();
     let (school, username, create) = match command {
         AdminCommand::Create { school, username } => (school, username, true),
         AdminCommand::Token { school, username } => (school, username, false),
         AdminCommand::Password { school, username } => {
             known_school(config, &school)?;
+            let store = rollcall::open_store(config).await?;
             return admin_password(config, &store, &clock, &school, &username).await;
         }
+        AdminCommand::Grant {
+            school,
+            username,
+            role,
+        } => return grant(config, &school, &username, &role).await,
     };
+    let store = rollcall::open_store(config).await?;
     known_school(config, &school)?;
     anyhow::ensure!(
         config::is_identifier(&username.to_lowercase()),
@@ -677,6 +694,14 @@ async fn admin_password(
     username: &str,
 ) -> anyhow::Result<()> {
     use rollcall::credentials::generate::{CharClass, Generated, Policy};
+    if let Some(staff) = store.staff_named(school, username).await?
+        && staff.account.is_some()
+    {
+        anyhow::bail!(
+            "{username} signs in to the console with their own account's password; \
+             reset that account's password instead"
+        );
+    }
     let policy = Policy {
         generated: Generated::Characters {
             length: 16,
@@ -701,6 +726,35 @@ async fn admin_password(
     );
     println!("{}", issued.password.as_str());
     store.close().await;
+    Ok(())
+}
+
+/// `rollcall admin grant`: a role for a member of staff, audited as the command line's.
+async fn grant(config: &Config, school: &str, username: &str, role: &str) -> anyhow::Result<()> {
+    use rollcall::store::StaffRole;
+    known_school(config, school)?;
+    let role = StaffRole::parse(role)
+        .with_context(|| format!("role `{role}` is not admin, tutor, read-only or none"))?;
+    let provider = rollcall::provider(config, Clock::system()).await?;
+    let granted = provider
+        .grant(&rollcall::roster::Admin::cli(school), username, role)
+        .await;
+    provider.store.close().await;
+    let granted = granted.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "{} of school {school} is now {}{}",
+        granted.user_name,
+        match granted.role {
+            StaffRole::ReadOnly => "read-only",
+            StaffRole::None => "without a role",
+            other => other.as_str(),
+        },
+        if granted.account.is_some() {
+            "; they sign in to the console with their own account"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

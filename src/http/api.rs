@@ -184,11 +184,18 @@ impl FromRequestParts<AppState> for AdminCaller {
                 "this token belongs to an admin of another school",
             ));
         }
-        Ok(AdminCaller(Admin::new(
-            &token.school_id,
-            &admin,
-            Some(request_id),
-        )))
+        let staff = state
+            .provider
+            .store
+            .staff_named(&token.school_id, &admin)
+            .await
+            .map_err(|e| ApiError::roster(roster::Error::Internal(e.to_string()), &request_id))?
+            .ok_or_else(|| unauthorized("the token is unknown or revoked"))?;
+        let admin = Admin::staff(&staff, Some(request_id.clone()));
+        super::access::check(state, &admin, parts)
+            .await
+            .map_err(|e| ApiError::roster(e, &request_id))?;
+        Ok(AdminCaller(admin))
     }
 }
 

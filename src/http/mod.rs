@@ -4,6 +4,7 @@
 //! `/healthz` answers load balancers.
 //! Every response carries an `x-request-id`, and every log line of a request names it.
 
+mod access;
 mod api;
 mod auth;
 pub mod console;

@@ -97,8 +97,14 @@ impl Provider {
             return Ok(Vec::new());
         }
         let people = self.people(&admin.scope).await?;
+        let visible = self.visible_groups(admin).await?;
         let mut found: Vec<PersonRow> = people
             .iter()
+            .filter(|person| {
+                visible
+                    .as_ref()
+                    .is_none_or(|own| person.links.iter().any(|link| own.contains(&link.id)))
+            })
             .map(PersonRow::of)
             .filter(|row| {
                 [&row.user_name, &row.name, &row.email]

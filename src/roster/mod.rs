@@ -5,6 +5,7 @@
 //! HTTP-free like [`crate::provider`], on which it builds: documents are SCIM documents checked
 //! by [`crate::scim::resource`], written through the store with their credentials.
 
+pub mod access;
 pub mod entitlements;
 pub mod import;
 pub mod login;
@@ -76,11 +77,15 @@ impl From<credentials::Error> for Error {
     }
 }
 
-/// An admin acting on their school.
+/// A member of staff (or the command line) acting on their school, with the role that decides
+/// what they may do ([`access`]).
 #[derive(Debug, Clone)]
 pub struct Admin {
     pub scope: Scope,
     pub actor: Actor,
+    pub role: store::StaffRole,
+    /// The account a tutor signs in with: its teaching groups are theirs.
+    pub account: Option<String>,
 }
 
 impl Admin {
@@ -95,19 +100,24 @@ impl Admin {
                 name: "cli".into(),
                 request_id: None,
             },
+            role: store::StaffRole::Admin,
+            account: None,
         }
     }
 
-    pub fn new(school_id: &str, user_name: &str, request_id: Option<String>) -> Admin {
+    /// A member of staff, with the role that applies now.
+    pub fn staff(staff: &store::Staff, request_id: Option<String>) -> Admin {
         Admin {
             scope: Scope {
-                school_id: school_id.to_owned(),
+                school_id: staff.school_id.clone(),
                 source: ADMIN_SOURCE.to_owned(),
             },
             actor: Actor {
-                name: format!("admin:{user_name}"),
+                name: format!("admin:{}", staff.user_name),
                 request_id,
             },
+            role: staff.effective(),
+            account: staff.account.clone(),
         }
     }
 }
@@ -629,8 +639,9 @@ impl Provider {
         })
     }
 
-    /// The school's teaching groups, by name.
+    /// The school's teaching groups (a tutor's own), by name.
     pub async fn group_views(&self, admin: &Admin) -> Result<Vec<GroupView>, Error> {
+        let visible = self.visible_groups(admin).await?;
         let query = Query {
             limit: i64::MAX,
             sort_by: resource::attribute_path("displayName"),
@@ -643,6 +654,9 @@ impl Provider {
             .map_err(Error::store)?;
         let mut views = Vec::with_capacity(groups.len());
         for group in groups {
+            if visible.as_ref().is_some_and(|own| !own.contains(&group.id)) {
+                continue;
+            }
             views.push(self.group_view(admin, &group.id).await?);
         }
         Ok(views)
@@ -673,6 +687,21 @@ impl Provider {
         group: Option<&str>,
     ) -> Result<Vec<slips::Slip>, Error> {
         let school = self.school_of(admin)?;
+        // A tutor's slips are those of their own groups, one group at a time.
+        if access::reach(admin.role, access::Action::CollectSlips) == access::Reach::OwnGroups {
+            let Some(group) = group else {
+                return Err(Error::Forbidden(
+                    "a tutor collects the slips of one of their own teaching groups: name it"
+                        .into(),
+                ));
+            };
+            self.authorize(
+                admin,
+                access::Action::CollectSlips,
+                access::Target::Group(group),
+            )
+            .await?;
+        }
         let group_id = match group {
             Some(name) => Some(self.group(admin, name).await?.id),
             None => None,

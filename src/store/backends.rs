@@ -123,8 +123,21 @@ delegate! {
     fn find_group(scope: &Scope, id_or_name: &str) -> Result<Record>;
     /// Sets an admin's console password (an argon2id PHC string). `NotFound` if no such admin.
     fn set_admin_password(school_id: &str, user_name: &str, hash: &str, at: OffsetDateTime) -> Result<()>;
-    /// An admin's id, username and password hash (`None` when no console password is set).
+    /// A member of staff's id, username and password hash: their account's when they sign in
+    /// with one, else their console password's; `None` when there is none, the role is `none`
+    /// or their account is disabled.
     fn admin_credential(school_id: &str, user_name: &str) -> Result<Option<(String, String, Option<String>)>>;
+    /// Writes an audit event that records no change: who tried what on which resource (a
+    /// refused action, a step of a password reset).
+    fn record_event(school_id: &str, actor: &super::Actor, action: &str, resource_type: &str, resource_id: &str, at: OffsetDateTime) -> Result<()>;
+    /// The member of staff with this username (any case), if any.
+    fn staff_named(school_id: &str, user_name: &str) -> Result<Option<super::Staff>>;
+    /// The school's staff, by username.
+    fn list_staff(school_id: &str) -> Result<Vec<super::Staff>>;
+    /// Gives a role to a member of staff, or makes one who signs in with `account` (an account
+    /// id of the school, whose username is `user_name`). Audited. `NotFound` when there is no
+    /// such member of staff and no account; `Conflict` when the name is another's.
+    fn grant_role(school_id: &str, user_name: &str, account: Option<&str>, role: super::StaffRole, new_id: &str, actor: &super::Actor, at: OffsetDateTime) -> Result<super::Staff>;
     /// Records a session under the SHA-256 of its token.
     fn insert_session(hash: &[u8], session: &Session) -> Result<()>;
     /// The live session with this token hash, if any.

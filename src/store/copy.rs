@@ -55,6 +55,8 @@ const TABLES: &[Table] = &[
             ("created_at", Text),
             ("password_hash", Text),
             ("password_set_at", Text),
+            ("role", Text),
+            ("user_id", Text),
         ],
         of_school: "school_id = $school",
         key: "id",

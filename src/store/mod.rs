@@ -288,6 +288,95 @@ impl SessionKind {
     }
 }
 
+/// What a member of staff may do (the table is `roster::access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaffRole {
+    /// Full user management for the school.
+    Admin,
+    /// Their own teaching groups and those groups' students.
+    Tutor,
+    /// Sees what an admin sees; changes nothing.
+    ReadOnly,
+    /// Nothing: the role was taken away (the row stays, since tokens refer to it).
+    None,
+}
+
+impl StaffRole {
+    pub const ALL: [StaffRole; 4] = [
+        StaffRole::Admin,
+        StaffRole::Tutor,
+        StaffRole::ReadOnly,
+        StaffRole::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaffRole::Admin => "admin",
+            StaffRole::Tutor => "tutor",
+            StaffRole::ReadOnly => "readonly",
+            StaffRole::None => "none",
+        }
+    }
+
+    /// The stored name, or as an admin types it (`read-only` too).
+    pub fn parse(text: &str) -> Option<StaffRole> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "admin" => Some(StaffRole::Admin),
+            "tutor" => Some(StaffRole::Tutor),
+            "readonly" | "read-only" => Some(StaffRole::ReadOnly),
+            "none" => Some(StaffRole::None),
+            _ => None,
+        }
+    }
+}
+
+/// A member of staff: a row of `admins`, with the role that decides what they may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staff {
+    pub id: String,
+    pub school_id: String,
+    pub user_name: String,
+    /// The role as granted. [`Staff::effective`] is what counts.
+    pub role: StaffRole,
+    /// The account they sign in with (a tutor's), if any.
+    pub account: Option<String>,
+    /// Whether that account exists and is active (true without one).
+    pub account_active: bool,
+}
+
+impl Staff {
+    /// The role that applies now: none while the account they sign in with is disabled or gone.
+    pub fn effective(&self) -> StaffRole {
+        if self.account_active {
+            self.role
+        } else {
+            StaffRole::None
+        }
+    }
+}
+
+/// An account that may ask for a forgotten-password link: active, with a password.
+#[derive(Debug, Clone)]
+pub struct ResetAccount {
+    pub user_id: String,
+    pub user_name: String,
+    /// The SCIM document (its name and email addresses).
+    pub data: serde_json::Value,
+}
+
+/// A forgotten-password link as stored (found by its token's SHA-256), with its account.
+#[derive(Debug, Clone)]
+pub struct ResetLink {
+    pub user_id: String,
+    pub user_name: String,
+    pub expires: OffsetDateTime,
+    /// Used to set a password, or replaced by a newer link.
+    pub used: bool,
+    /// The account is active and has a password.
+    pub usable_account: bool,
+}
+
 /// One line of a resource's history: who did what, when, through which source.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryEntry {

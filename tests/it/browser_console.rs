@@ -432,3 +432,134 @@ async fn directory_sources_show_the_last_run_a_dry_run_and_approve_a_held_plan()
     browser.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_admin_makes_a_tutor_staff_and_the_tutor_resets_a_students_password() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = TestApp::start().await;
+    console_password(&app, "north").await;
+    let account = |first: &str, surname: &str, role: &str, group: Option<&str>| {
+        let mut body = serde_json::json!({ "firstName": first, "surname": surname, "role": role });
+        if let Some(group) = group {
+            body["group"] = group.into();
+        }
+        let app = &app;
+        async move {
+            let reply = app
+                .api(
+                    reqwest::Method::POST,
+                    "/schools/north/users",
+                    Some(ApiBody::Json(&body)),
+                )
+                .await;
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            reply.body
+        }
+    };
+    let tess = account("Tess", "Teacher", "tutor", None).await;
+    let tess_name = tess["userName"].as_str().unwrap().to_owned();
+    let other = tutor(&app, "Olly", "Other").await;
+    for (group, tutor) in [("7A", tess_name.as_str()), ("7B", other.as_str())] {
+        let reply = app
+            .api(
+                reqwest::Method::POST,
+                "/schools/north/groups",
+                Some(ApiBody::Json(
+                    &serde_json::json!({ "name": group, "tutors": [tutor] }),
+                )),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    let sam = account("Sam", "Student", "student", Some("7A")).await;
+    let pat = account("Pat", "Pupil", "student", Some("7B")).await;
+
+    // The admin makes Tess a tutor on the staff page.
+    sign_in(&browser, &app, "north", ADMIN_PASSWORD).await;
+    browser.submit("a[href='/admin/staff']").await;
+    browser.fill("#user_name", &tess_name).await;
+    browser.click("#role option[value=tutor]").await;
+    look(&browser, "staff").await;
+    browser.submit("form[action='/admin/staff'] button").await;
+    assert!(
+        browser
+            .text(".notice")
+            .await
+            .starts_with("The role was saved")
+    );
+    let staff = browser.text("table").await;
+    assert!(
+        staff.contains(&tess_name) && staff.contains("their account"),
+        "{staff}"
+    );
+    browser.submit(".logout button").await;
+
+    // Tess signs in with her own account and sees her group only, without an admin's actions.
+    browser.goto(&format!("{}/admin/login", app.root)).await;
+    browser.click("#school option[value='north']").await;
+    browser.fill("#username", &tess_name).await;
+    browser
+        .fill("#password", tess["password"].as_str().unwrap())
+        .await;
+    browser.submit("form button[type=submit]").await;
+    assert!(browser.current_url().await.ends_with("/admin/groups"));
+    let nav = browser.texts("nav a").await;
+    assert_eq!(nav, ["My groups", "Accounts", "Slips"], "{nav:?}");
+    let groups = browser.texts("table tbody th").await;
+    assert_eq!(groups, ["7A"]);
+    assert!(!browser.source().await.contains("New teaching group"));
+    look(&browser, "tutor-groups").await;
+    browser.submit("table tbody th a").await;
+    assert_eq!(browser.text("h1").await, "7A");
+    assert!(!browser.source().await.contains("Edit group"));
+    assert!(browser.text("main").await.contains("Sam Student"));
+    browser
+        .submit(&format!(
+            "a[href='/admin/users/{}']",
+            sam["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(!browser.source().await.contains("Disable the account"));
+    look(&browser, "tutor-student").await;
+
+    // She resets Sam's password and prints the new slip, once.
+    browser.submit("form[action$='/password'] button").await;
+    assert!(browser.text(".notice").await.contains("slip is waiting"));
+    browser.submit("a[href='/admin/slips']").await;
+    assert_eq!(browser.texts("table tbody th").await, ["7A"]);
+    look(&browser, "tutor-slips").await;
+    browser.submit("form.inline button[value=print]").await;
+    let slips = browser.texts("article.slip").await;
+    assert_eq!(slips.len(), 1, "{slips:?}");
+    let sam_name = sam["userName"].as_str().unwrap();
+    assert!(slips[0].contains(sam_name), "{}", slips[0]);
+    let password = slip_password(&slips[0]);
+    let login = app.login("north", sam_name, &password).await;
+    assert_eq!(login.status, 200, "{}", login.body);
+    assert_eq!(
+        login.body["status"], "password_change_required",
+        "{}",
+        login.body
+    );
+
+    // Another class's student is not hers to see.
+    browser
+        .goto(&format!(
+            "{}/admin/users/{}",
+            app.root,
+            pat["id"].as_str().unwrap()
+        ))
+        .await;
+    assert!(
+        browser
+            .text("main")
+            .await
+            .contains("only in their own teaching groups")
+    );
+    look_refused(&browser, "tutor-refused", 403).await;
+
+    browser.close().await;
+    app.stop().await;
+}

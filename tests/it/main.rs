@@ -25,6 +25,7 @@ mod isolation;
 mod ldap;
 mod listing;
 mod oneroster;
+mod permissions;
 mod postgres;
 mod slapd;
 mod smoke;

@@ -19,7 +19,7 @@ use crate::http::AppState;
 use crate::roster::import::{Action, Request as ImportRequest};
 use crate::roster::login::AdminVerdict;
 use crate::roster::{self, Person, Role, slips};
-use crate::store::SessionKind;
+use crate::store::{SessionKind, StaffRole};
 use crate::sync;
 
 pub fn router() -> Router<AppState> {
@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         .route("/sources", get(sources))
         .route("/sources/{id}/plan", post(plan_source))
         .route("/sources/{id}/approve", post(approve_source))
+        .route("/staff", get(staff).post(grant))
         .fallback(|State(state): State<AppState>| async move {
             error_page(&state, StatusCode::NOT_FOUND, "There is no such page.")
         })
@@ -58,6 +59,11 @@ fn context(signed: &SignedIn, nav: &str, page: Value) -> Value {
     context.insert("admin".into(), signed.name.clone().into());
     context.insert("csrf".into(), signed.csrf.clone().into());
     context.insert("nav".into(), nav.into());
+    context.insert("role".into(), signed.admin.role.as_str().into());
+    context.insert(
+        "can".into(),
+        Value::Object(roster::access::allowed(signed.admin.role)),
+    );
     context.insert("notice".into(), Value::Null);
     if let Value::Object(page) = page {
         context.extend(page);
@@ -84,6 +90,11 @@ pub fn internal(state: &AppState, request_id: &str) -> Response {
 
 /// A roster error as a page: the admin's mistake (4xx, with the message) or ours (500).
 fn roster_error(state: &AppState, signed: &SignedIn, error: roster::Error) -> Response {
+    refused(state, &signed.admin, error)
+}
+
+/// A roster error (a refusal by role, for one) as a page, before or after signing in.
+pub(super) fn refused(state: &AppState, admin: &roster::Admin, error: roster::Error) -> Response {
     use roster::Error::*;
     let (status, message) = match error {
         Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m),
@@ -92,7 +103,7 @@ fn roster_error(state: &AppState, signed: &SignedIn, error: roster::Error) -> Re
         Forbidden(m) => (StatusCode::FORBIDDEN, m),
         Internal(detail) => {
             tracing::error!(error = %detail, "console failure");
-            let id = signed.admin.actor.request_id.as_deref().unwrap_or("-");
+            let id = admin.actor.request_id.as_deref().unwrap_or("-");
             return internal(state, id);
         }
     };
@@ -143,6 +154,7 @@ fn notice(key: Option<&str>) -> Value {
         }
         Some("moved") => "The student was moved.",
         Some("no-slips") => "There are no slips waiting.",
+        Some("role-granted") => "The role was saved; it applies from their next page.",
         _ => return Value::Null,
     };
     text.into()
@@ -845,10 +857,15 @@ async fn slips_page(
             }
         }
     }
-    let total = match store.count_slips(school_id, None, now).await {
-        Ok(total) => total,
-        Err(error) => {
-            return roster_error(&state, &signed, roster::Error::Internal(error.to_string()));
+    // A tutor's slips are their own groups' only.
+    let total = if signed.admin.role == StaffRole::Tutor {
+        rows.iter().filter_map(|row| row["count"].as_i64()).sum()
+    } else {
+        match store.count_slips(school_id, None, now).await {
+            Ok(total) => total,
+            Err(error) => {
+                return roster_error(&state, &signed, roster::Error::Internal(error.to_string()));
+            }
         }
     };
     let mut page = context(&signed, "slips", json!({ "groups": rows, "total": total }));
@@ -1153,4 +1170,94 @@ fn sync_error(state: &AppState, signed: &SignedIn, error: sync::Error) -> Respon
         }
     };
     error_page(state, status, &capitalised(&error.to_string()))
+}
+
+// ---- Staff ----
+
+async fn staff(
+    State(state): State<AppState>,
+    signed: SignedIn,
+    Query(query): Query<NoticeQuery>,
+) -> Response {
+    let mut page = staff_page(&state, &signed, json!({})).await;
+    if let Ok(page) = &mut page {
+        page["notice"] = notice(query.notice.as_deref());
+    }
+    match page {
+        Ok(page) => pages(&state).render(StatusCode::OK, "staff.html", page),
+        Err(response) => response,
+    }
+}
+
+/// The staff page's context: each member of staff, the roles, the school's tutors not yet
+/// staff; `extra` refills the form after an error.
+async fn staff_page(state: &AppState, signed: &SignedIn, extra: Value) -> Result<Value, Response> {
+    let staff = state
+        .provider
+        .staff(&signed.admin)
+        .await
+        .map_err(|e| roster_error(state, signed, e))?;
+    let tutors = state
+        .provider
+        .tutors(&signed.admin)
+        .await
+        .map_err(|e| roster_error(state, signed, e))?;
+    let candidates: Vec<&roster::Member> = tutors
+        .iter()
+        .filter(|t| {
+            !staff
+                .iter()
+                .any(|s| s.user_name.eq_ignore_ascii_case(&t.user_name))
+        })
+        .collect();
+    let mut page = context(
+        signed,
+        "staff",
+        json!({ "staff": staff, "candidates": candidates, "errors": {}, "values": {} }),
+    );
+    if let (Value::Object(page), Value::Object(extra)) = (&mut page, extra) {
+        page.extend(extra);
+    }
+    Ok(page)
+}
+
+/// Grants a role (or takes it away: `none`).
+async fn grant(
+    State(state): State<AppState>,
+    signed: SignedIn,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fields = match form(&state, &signed, &headers, &body) {
+        Ok(fields) => fields,
+        Err(page) => return page,
+    };
+    let user_name = fields.get("user_name").trim().to_owned();
+    let values = json!({ "user_name": user_name, "role": fields.get("role") });
+    let outcome = match StaffRole::parse(fields.get("role")) {
+        Some(role) if !user_name.is_empty() => {
+            state.provider.grant(&signed.admin, &user_name, role).await
+        }
+        Some(_) => Err(roster::Error::Invalid(
+            "name the member of staff or tutor".into(),
+        )),
+        None => Err(roster::Error::Invalid(
+            "choose a role: admin, tutor, read-only or none".into(),
+        )),
+    };
+    match outcome {
+        Ok(_) => see_other("/admin/staff?notice=role-granted"),
+        Err(roster::Error::Internal(detail)) => {
+            roster_error(&state, &signed, roster::Error::Internal(detail))
+        }
+        Err(error) => {
+            let status = refused_status(&error);
+            let extra =
+                json!({ "errors": { "grant": capitalised(&error.to_string()) }, "values": values });
+            match staff_page(&state, &signed, extra).await {
+                Ok(page) => pages(&state).render(status, "staff.html", page),
+                Err(response) => response,
+            }
+        }
+    }
 }

@@ -33,7 +33,7 @@ use super::AppState;
 pub use session::Sessions;
 
 /// The templates, compiled in: `(name, source)`.
-const TEMPLATES: [(&str, &str); 18] = [
+const TEMPLATES: [(&str, &str); 19] = [
     ("layout.html", include_str!("templates/layout.html")),
     ("error.html", include_str!("templates/error.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -51,6 +51,7 @@ const TEMPLATES: [(&str, &str); 18] = [
     ("users.html", include_str!("templates/users.html")),
     ("user.html", include_str!("templates/user.html")),
     ("sources.html", include_str!("templates/sources.html")),
+    ("staff.html", include_str!("templates/staff.html")),
     ("plan.html", include_str!("templates/plan.html")),
     (
         "person_login.html",

@@ -210,6 +210,23 @@ impl FromRequestParts<AppState> for SignedIn {
         let request_id = super::super::scim::request_id(&parts.headers);
         match find(state, &parts.headers, ADMIN_COOKIE, SessionKind::Admin).await {
             Ok(Some((session, secret))) => {
+                let staff = match state
+                    .provider
+                    .store
+                    .staff_named(&session.school_id, &session.name)
+                    .await
+                {
+                    Ok(Some(staff)) => staff,
+                    Ok(None) => return Err(Redirect::to("/admin/login").into_response()),
+                    Err(error) => {
+                        tracing::error!(%error, "staff lookup failed");
+                        return Err(super::admin::internal(state, &request_id));
+                    }
+                };
+                let admin = Admin::staff(&staff, Some(request_id));
+                if let Err(error) = super::super::access::check(state, &admin, parts).await {
+                    return Err(super::admin::refused(state, &admin, error));
+                }
                 let school_name = state
                     .provider
                     .schools
@@ -217,7 +234,7 @@ impl FromRequestParts<AppState> for SignedIn {
                     .map(|school| school.name.clone())
                     .unwrap_or_default();
                 Ok(SignedIn {
-                    admin: Admin::new(&session.school_id, &session.name, Some(request_id)),
+                    admin,
                     name: session.name,
                     school_name,
                     csrf: csrf_token(&secret),

@@ -42,15 +42,20 @@ impl Store {
         Ok(())
     }
 
-    /// An admin's id, username and password hash (`None` when no console password is set).
+    /// A member of staff's id, username and password hash: their account's when they sign in
+    /// with one, else their console password's; `None` when there is none, the role is `none`
+    /// or their account is disabled.
     pub async fn admin_credential(
         &self,
         school_id: &str,
         user_name: &str,
     ) -> Result<Option<(String, String, Option<String>)>> {
         let row = sqlx::query(
-            "SELECT id, user_name, password_hash FROM admins \
-             WHERE school_id = ?1 AND user_name_key = ?2",
+            "SELECT a.id, a.user_name, CASE WHEN a.role = 'none' THEN NULL \
+             WHEN a.user_id IS NULL THEN a.password_hash \
+             ELSE (SELECT u.password_hash FROM users u WHERE u.id = a.user_id \
+             AND u.school_id = a.school_id AND u.active = 1) END \
+             FROM admins a WHERE a.school_id = ?1 AND a.user_name_key = ?2",
         )
         .bind(school_id)
         .bind(user_name.to_lowercase())
