@@ -7,8 +7,9 @@
 # postgres://postgres@127.0.0.1:5432/postgres); this script does not start one.
 #
 # Installs what the tests need when it is missing: Python's venv module (Debian package
-# python3-venv), the pinned suite in target/conformance-venv, and OpenLDAP's server and
-# command-line tools (slapd, ldap-utils) for the LDAP fixture in tests/it/slapd.rs, and
+# python3-venv), the pinned suite and the test SMTP server (aiosmtpd, for tests/it/smtp.rs) in
+# target/conformance-venv, and OpenLDAP's server and command-line tools (slapd, ldap-utils)
+# for the LDAP fixture in tests/it/slapd.rs, and
 # Chromium with its WebDriver server (chromium, chromium-driver) for the browser fixture in
 # tests/it/browser.rs, and PostgreSQL's client tools (postgresql-client) to check that the
 # PostgreSQL server answers.
@@ -65,8 +66,8 @@ venv=${ROLLCALL_CONFORMANCE_VENV:-$PWD/target/conformance-venv}
 export ROLLCALL_CONFORMANCE_VENV=$venv
 requirements=tests/conformance/requirements.txt
 stamp=$venv/.requirements
-if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import scim2_tester' 2>/dev/null; then
-    log "installing the SCIM conformance suite into $venv"
+if ! cmp -s "$requirements" "$stamp" || ! "$venv/bin/python" -c 'import scim2_tester, aiosmtpd' 2>/dev/null; then
+    log "installing the SCIM conformance suite and the test SMTP server into $venv"
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"

@@ -22,6 +22,8 @@ pub use sources::{
 };
 mod webhooks;
 pub use webhooks::Webhook;
+mod mail;
+pub use mail::{Mail, PasswordReset, Security};
 
 /// Environment variables that override the file.
 pub mod env {
@@ -53,6 +55,11 @@ pub struct Config {
     pub schools: Vec<School>,
     /// Receivers told of every change (`[[webhooks]]`).
     pub webhooks: Vec<Webhook>,
+    /// The SMTP relay for outgoing mail (`[mail]`); without it, nobody can reset their own
+    /// password.
+    pub mail: Option<Mail>,
+    /// Forgotten-password links (`[password_reset]`).
+    pub password_reset: PasswordReset,
 }
 
 /// The admin console's sessions.
@@ -448,6 +455,13 @@ impl Config {
         };
         let console = file.console.unwrap_or_default();
         let defaults = Console::default();
+        let mail = file
+            .mail
+            .map(|mail| mail::mail(mail, base))
+            .transpose()
+            .map_err(|(span, key, message)| invalid(span, &key, message))?;
+        let password_reset = mail::password_reset(file.password_reset)
+            .map_err(|(span, key, message)| invalid(span, &key, message))?;
         let console = Console {
             secure_cookies: console.secure_cookies.unwrap_or(defaults.secure_cookies),
             session_hours: match console.session_hours {
@@ -486,6 +500,8 @@ impl Config {
             console,
             schools,
             webhooks,
+            mail,
+            password_reset,
         })
     }
 
@@ -714,6 +730,8 @@ struct File {
     schools: Vec<SchoolFile>,
     #[serde(default)]
     webhooks: Vec<webhooks::WebhookFile>,
+    mail: Option<mail::MailFile>,
+    password_reset: Option<mail::PasswordResetFile>,
 }
 
 #[derive(Deserialize, Default)]
@@ -809,6 +827,27 @@ struct LoginFile {
     address_window_secs: Option<u64>,
     #[serde(default)]
     trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// A number within `range`, or its default.
+fn number(
+    value: Option<Spanned<u64>>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, (std::ops::Range<usize>, String)> {
+    match value {
+        None => Ok(default),
+        Some(value) if range.contains(value.get_ref()) => Ok(value.into_inner()),
+        Some(value) => Err((
+            value.span(),
+            format!(
+                "{} is not between {} and {}",
+                value.get_ref(),
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

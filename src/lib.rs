@@ -10,6 +10,7 @@
 //! - [`scim`]: SCIM as plain data (schemas, filter, PATCH, documents, errors); no IO.
 //! - [`store`]: persistence; the only module with SQL.
 //! - [`webhooks`]: the events each change makes, and their signed, ordered delivery.
+//! - [`mail`]: outgoing mail (forgotten-password links) through the configured SMTP relay.
 //! - [`config`], [`token`], [`password`], [`clock`]: configuration, bearer tokens, argon2id,
 //!   and the one place that reads time and randomness.
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod courses;
 pub mod credentials;
 pub mod http;
+pub mod mail;
 pub mod outbound;
 pub mod password;
 pub mod provider;
@@ -60,6 +62,8 @@ pub enum Error {
     Templates(#[from] http::console::TemplateError),
     #[error(transparent)]
     Webhooks(#[from] webhooks::Error),
+    #[error(transparent)]
+    Mail(#[from] mail::Error),
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
 }
@@ -123,7 +127,19 @@ pub async fn provider(config: &Config, clock: Clock) -> Result<Provider, Error> 
 pub async fn state(config: &Config, clock: Clock) -> Result<http::AppState, Error> {
     Ok(http::AppState {
         provider: provider(config, clock).await?,
-        limiter: Arc::new(Limiter::new(config.login.clone())),
+        limiter: Arc::new(
+            Limiter::new(config.login.clone())
+                .keeping(Duration::from_secs(config.password_reset.window_secs)),
+        ),
+        resets: Arc::new(roster::reset::Resets::new(
+            config.password_reset.clone(),
+            config
+                .mail
+                .as_ref()
+                .map(mail::Mailer::new)
+                .transpose()?
+                .map(Arc::new),
+        )),
         pages: Arc::new(http::console::Pages::new(http::console::Sessions {
             secure: config.console.secure_cookies,
             admin_ttl: Duration::from_secs(config.console.session_hours * 3600),
@@ -183,7 +199,8 @@ pub async fn serve(
     result
 }
 
-/// Erases uncollected slips once they expire: at start, then every hour.
+/// Erases uncollected slips and forgotten-password links once they expire: at start, then
+/// every hour.
 async fn purge_expired_slips(provider: Provider) {
     let mut hourly = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -196,6 +213,15 @@ async fn purge_expired_slips(provider: Provider) {
             Ok(0) => {}
             Ok(purged) => tracing::info!(purged, "expired pending slips erased"),
             Err(error) => tracing::warn!(%error, "erasing expired slips failed"),
+        }
+        match provider
+            .store
+            .purge_expired_resets(provider.clock.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "expired password-reset links erased"),
+            Err(error) => tracing::warn!(%error, "erasing expired password-reset links failed"),
         }
     }
 }

@@ -290,6 +290,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             store.close().await;
             println!("store: opened and up to date");
             check_webhooks(&config)?;
+            check_mail(&config, connect).await?;
             if connect {
                 check_sources(&config).await?;
             }
@@ -1275,6 +1276,42 @@ fn age(duration: time::Duration) -> String {
         7200..172_800 => format!("{} h", seconds / 3600),
         _ => format!("{} d", seconds / 86_400),
     }
+}
+
+/// `check-config`: the mail relay (its password and templates read; with `--connect`, a
+/// connection made and the account signed in), and the password-reset settings.
+async fn check_mail(config: &Config, connect: bool) -> anyhow::Result<()> {
+    let Some(mail) = &config.mail else {
+        println!("mail: none configured (nobody can reset their own password)");
+        return Ok(());
+    };
+    let mailer = rollcall::mail::Mailer::new(mail)
+        .map_err(|e| anyhow::anyhow!("{e}: `rollcall serve` would not start"))?;
+    let reset = &config.password_reset;
+    println!(
+        "mail: relay {}, from {}, links to {}; templates {}",
+        mailer.relay,
+        mail.from,
+        mail.public_url,
+        mail.templates
+            .as_ref()
+            .map_or_else(|| "built in".to_owned(), |dir| dir.display().to_string())
+    );
+    println!(
+        "password reset: links work {} min; {} requests per account and {} per address in {} s",
+        reset.expire_after_secs.div_ceil(60),
+        reset.account_requests,
+        reset.address_requests,
+        reset.window_secs
+    );
+    if connect {
+        mailer
+            .check_connection()
+            .await
+            .map_err(|e| anyhow::anyhow!("mail relay {}: {e}", mailer.relay))?;
+        println!("mail: connected to {}", mailer.relay);
+    }
+    Ok(())
 }
 
 /// `check-config`: each webhook's events and schools, and whether its secret can be read (the

@@ -677,7 +677,17 @@ fn shipped_table(table_header: &str) -> Vec<&'static str> {
 fn the_shipped_file_shows_every_key_of_the_file_model() {
     let top = model_keys("");
     let mut expected = vec![
-        "data_dir", "server", "store", "argon2", "slips", "login", "console", "schools", "webhooks",
+        "data_dir",
+        "server",
+        "store",
+        "argon2",
+        "slips",
+        "login",
+        "console",
+        "schools",
+        "webhooks",
+        "mail",
+        "password_reset",
     ];
     expected.sort();
     let mut sorted = top.clone();
@@ -708,13 +718,24 @@ fn the_shipped_file_shows_every_key_of_the_file_model() {
         "[schools.sources.groups]",
         "[[schools.sources.groups.courses]]",
         "[schools.sources.attributes]",
+        "[mail]",
+        "[password_reset]",
     ] {
         let lines = shipped_table(header);
         for key in model_keys(header) {
             let table = |names: &[&str]| names.contains(&key.as_str());
             if (header.is_empty()
                 && table(&[
-                    "server", "store", "argon2", "slips", "login", "console", "schools", "webhooks",
+                    "server",
+                    "store",
+                    "argon2",
+                    "slips",
+                    "login",
+                    "console",
+                    "schools",
+                    "webhooks",
+                    "mail",
+                    "password_reset",
                 ]))
                 || (header == "[[schools]]"
                     && table(&["usernames", "passwords", "courses", "sources"]))

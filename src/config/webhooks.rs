@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{School, Secret};
+use super::{School, Secret, number};
 use crate::webhooks::event::{EventType, Subscription};
 
 /// A receiver of events.
@@ -213,25 +213,4 @@ fn check_url(text: &str) -> Result<String, String> {
         );
     }
     Ok(text.to_owned())
-}
-
-/// A number within `range`, or its default.
-fn number(
-    value: Option<Spanned<u64>>,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, (std::ops::Range<usize>, String)> {
-    match value {
-        None => Ok(default),
-        Some(value) if range.contains(value.get_ref()) => Ok(value.into_inner()),
-        Some(value) => Err((
-            value.span(),
-            format!(
-                "{} is not between {} and {}",
-                value.get_ref(),
-                range.start(),
-                range.end()
-            ),
-        )),
-    }
 }

@@ -34,6 +34,8 @@ pub struct AppState {
     pub limiter: Arc<Limiter>,
     /// The admin console's templates and session settings.
     pub pages: Arc<console::Pages>,
+    /// Forgotten-password links: settings and the mail relay.
+    pub resets: Arc<crate::roster::reset::Resets>,
 }
 
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
@@ -55,7 +57,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("-");
-                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path())
+                    // A reset link's token is left out: a log must not hold a working link.
+                    let path = console::loggable_path(request.uri().path());
+                    tracing::info_span!("request", request_id = %id, method = %request.method(), path = %path)
                 })
                 // One line per request at info: the access log.
                 .on_response(DefaultOnResponse::new().level(Level::INFO))

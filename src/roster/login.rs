@@ -19,6 +19,10 @@ use crate::store::{Actor, Scope, Stamp, Store};
 #[derive(Debug)]
 pub struct Limiter {
     config: config::Login,
+    /// How long every count must be kept: the longest window of any counter sharing the
+    /// table (the log-in windows, and those of [`super::reset`]'s requests), since recording a
+    /// failure forgets everything older.
+    keep: Duration,
 }
 
 impl Limiter {
@@ -37,7 +41,19 @@ impl Limiter {
     }
 
     pub fn new(config: config::Login) -> Limiter {
-        Limiter { config }
+        let keep = Duration::from_secs(config.account_window_secs.max(config.address_window_secs));
+        Limiter { config, keep }
+    }
+
+    /// Keeps counts for at least `window` too (another counter's window in the same table).
+    pub fn keeping(mut self, window: Duration) -> Limiter {
+        self.keep = self.keep.max(window);
+        self
+    }
+
+    /// How long counts are kept: the longest window of any counter in the table.
+    pub fn retention(&self) -> Duration {
+        self.keep
     }
 
     /// The keys an attempt counts against (as stored: a digest, since one names an address),
@@ -95,12 +111,7 @@ impl Limiter {
     ) -> Result<(), crate::store::Error> {
         let limits = self.limits(school_id, user_name, address);
         let keys: Vec<&[u8]> = limits.iter().map(|(key, _, _)| key.as_slice()).collect();
-        let longest = limits
-            .iter()
-            .map(|(_, _, window)| *window)
-            .max()
-            .unwrap_or_default();
-        store.record_failure(&keys, now, now - longest).await
+        store.record_failure(&keys, now, now - self.keep).await
     }
 
     /// A success clears the account's failures (not the address's).
@@ -524,6 +535,34 @@ mod tests {
         assert!(wait("anyone", a, later).await.is_none());
         // No address is stored as it is.
         assert!(!format!("{:?}", account_key("north", "smithj")).contains("smithj"));
+    }
+
+    #[tokio::test]
+    async fn a_failure_forgets_nothing_a_longer_window_still_counts() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let limiter = Limiter::new(Login::default()).keeping(std::time::Duration::from_secs(3600));
+        assert_eq!(limiter.retention().as_secs(), 3600);
+        let now = OffsetDateTime::now_utc();
+        // Another counter's entry, 30 minutes old: past the log-in windows (15 minutes), within
+        // the hour it is kept for.
+        let other = [7u8; 32];
+        store
+            .record_failure(
+                &[&other],
+                now - time::Duration::minutes(30),
+                now - time::Duration::hours(2),
+            )
+            .await
+            .unwrap();
+        limiter
+            .fail(&store, now, "north", "smithj", ip("192.0.2.1"))
+            .await
+            .unwrap();
+        let (count, _) = store
+            .recent_failures(&other, now - time::Duration::hours(1))
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod import;
 pub mod login;
 pub mod manage;
 pub mod paste;
+pub mod reset;
 pub mod slips;
 
 use serde::Serialize;

@@ -119,6 +119,21 @@ delegate! {
     fn retired_names(school_id: &str, after: OffsetDateTime) -> Result<Vec<String>>;
     /// Erases every expired slip; returns how many.
     fn purge_expired_slips(now: OffsetDateTime) -> Result<u64>;
+    /// The school's active accounts with a password whose username, or one of whose email
+    /// addresses, is `name_or_email` (any case).
+    fn reset_accounts(school_id: &str, name_or_email: &str) -> Result<Vec<super::ResetAccount>>;
+    /// Records a forgotten-password link (its token's SHA-256) for an account, replacing its
+    /// unused ones, with its `password_reset.requested` audit event, in one transaction.
+    fn insert_reset(school_id: &str, user_id: &str, hash: &[u8], expires: OffsetDateTime, stamp: Stamp<'_>) -> Result<()>;
+    /// The school's link with this token hash, used or not, expired or not.
+    fn reset_link(school_id: &str, hash: &[u8]) -> Result<Option<super::ResetLink>>;
+    /// Uses a link and sets the account's new password in one transaction (the link and the
+    /// account's other links marked used, `must_change` off, the pending slip erased, the
+    /// sessions signed in with the old password ended, audited); `None`, changing nothing, when the link is not
+    /// this school's, used, expired, or its account disabled.
+    fn complete_reset(school_id: &str, hash: &[u8], password_hash: &str, stamp: Stamp<'_>) -> Result<Option<String>>;
+    /// Erases every expired forgotten-password link; returns how many.
+    fn purge_expired_resets(now: OffsetDateTime) -> Result<u64>;
     /// A group of the school by id or, failing that, by display name (any case).
     fn find_group(scope: &Scope, id_or_name: &str) -> Result<Record>;
     /// Sets an admin's console password (an argon2id PHC string). `NotFound` if no such admin.

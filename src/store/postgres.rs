@@ -31,6 +31,7 @@ mod accounts;
 mod console;
 mod core;
 mod entitlements;
+mod resets;
 mod staff;
 mod sync;
 mod webhooks;

@@ -30,6 +30,7 @@ use crate::webhooks::event::Change;
 mod accounts;
 mod console;
 mod entitlements;
+mod resets;
 mod staff;
 mod sync;
 mod webhooks;

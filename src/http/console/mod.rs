@@ -30,10 +30,11 @@ use serde::Serialize;
 
 use super::AppState;
 
+pub use person::loggable_path;
 pub use session::Sessions;
 
 /// The templates, compiled in: `(name, source)`.
-const TEMPLATES: [(&str, &str); 19] = [
+const TEMPLATES: [(&str, &str); 22] = [
     ("layout.html", include_str!("templates/layout.html")),
     ("error.html", include_str!("templates/error.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -64,6 +65,18 @@ const TEMPLATES: [(&str, &str); 19] = [
     (
         "person_done.html",
         include_str!("templates/person_done.html"),
+    ),
+    (
+        "person_forgot.html",
+        include_str!("templates/person_forgot.html"),
+    ),
+    (
+        "person_reset.html",
+        include_str!("templates/person_reset.html"),
+    ),
+    (
+        "person_reset_gone.html",
+        include_str!("templates/person_reset_gone.html"),
     ),
 ];
 
