@@ -303,13 +303,6 @@ pub enum StaffRole {
 }
 
 impl StaffRole {
-    pub const ALL: [StaffRole; 4] = [
-        StaffRole::Admin,
-        StaffRole::Tutor,
-        StaffRole::ReadOnly,
-        StaffRole::None,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             StaffRole::Admin => "admin",

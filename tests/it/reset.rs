@@ -386,7 +386,7 @@ async fn an_expired_link_is_refused_and_changes_nothing() {
     let answer = ask(&mut visitor, "north", &user_name).await;
     // Minutes are rounded up.
     assert!(
-        answer.body.contains("works for 1 minutes"),
+        answer.body.contains("works for 1 minute."),
         "{}",
         answer.body
     );

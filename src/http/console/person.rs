@@ -385,10 +385,10 @@ async fn forgot(
             StatusCode::TOO_MANY_REQUESTS,
             account,
             false,
-            Some(&format!(
-                "Too many requests. Try again in {} minutes.",
-                retry_after_secs.div_ceil(60).max(1)
-            )),
+            Some(&match retry_after_secs.div_ceil(60) {
+                0 | 1 => "Too many requests. Try again in a minute.".to_owned(),
+                minutes => format!("Too many requests. Try again in {minutes} minutes."),
+            }),
         ),
         Err(RosterError::Invalid(message)) => forgot_page(
             &state,
