@@ -507,6 +507,7 @@ async fn an_admin_makes_a_tutor_staff_and_the_tutor_resets_a_students_password()
     assert!(browser.current_url().await.ends_with("/admin/groups"));
     let nav = browser.texts("nav a").await;
     assert_eq!(nav, ["My groups", "Accounts", "Slips"], "{nav:?}");
+    assert_eq!(browser.text("h1").await, "My teaching groups");
     let groups = browser.texts("table tbody th").await;
     assert_eq!(groups, ["7A"]);
     assert!(!browser.source().await.contains("New teaching group"));
