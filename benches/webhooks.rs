@@ -73,7 +73,7 @@ use common::load::{
     Answer, SEED, Workload, chain, client, clients, display_name, drive, patch_body, percentile,
     splitmix64,
 };
-use common::machine::{cpu_model, cpu_time, cpus, loadavg, machine_busy, percent, threads_cpu};
+use common::machine::{Cpu, CpuSnapshot, add, cpu_model, cpus, loadavg, percent};
 use common::{env_number, ms};
 
 /// The receiver's threads' name (at most 15 bytes: Linux cuts thread names there).
@@ -436,62 +436,6 @@ fn check(
     })
 }
 
-// --- CPU accounting ---
-
-struct CpuSnapshot {
-    rollcall: Option<Duration>,
-    process: Option<Duration>,
-    receiver: Option<Duration>,
-    machine: Option<Duration>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Cpu {
-    rollcall: Option<Duration>,
-    /// This process less the receiver's threads.
-    client: Option<Duration>,
-    receiver: Option<Duration>,
-    /// The rest of the machine.
-    other: Option<Duration>,
-}
-
-impl CpuSnapshot {
-    fn take(rollcall: u32) -> CpuSnapshot {
-        CpuSnapshot {
-            rollcall: cpu_time(rollcall),
-            process: cpu_time(std::process::id()),
-            receiver: threads_cpu(RECEIVER_THREAD),
-            machine: machine_busy(),
-        }
-    }
-
-    fn since(&self, before: &CpuSnapshot) -> Cpu {
-        let diff = |after: Option<Duration>, before: Option<Duration>| {
-            after
-                .zip(before)
-                .map(|(after, before)| after.saturating_sub(before))
-        };
-        let rollcall = diff(self.rollcall, before.rollcall);
-        let process = diff(self.process, before.process);
-        let receiver = diff(self.receiver, before.receiver);
-        let other = diff(self.machine, before.machine)
-            .zip(rollcall.zip(process))
-            .map(|(busy, (rollcall, process))| busy.saturating_sub(rollcall + process));
-        Cpu {
-            rollcall,
-            client: process
-                .zip(receiver)
-                .map(|(process, receiver)| process.saturating_sub(receiver)),
-            receiver,
-            other,
-        }
-    }
-}
-
-fn add(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    a.zip(b).map(|(a, b)| a + b)
-}
-
 // --- figures ---
 
 /// One workload of one setup in one round.
@@ -699,11 +643,11 @@ async fn run_setup(
             _ => settings.patches,
         };
         let clients = connections.pop().unwrap_or_default();
-        let before = CpuSnapshot::take(instance.pid());
+        let before = CpuSnapshot::take(instance.pid(), RECEIVER_THREAD);
         let driven = drive(&bases, clients, &token, workload, count, &ids)
             .await
             .with_context(|| format!("round {round}, {}", setup.label()))?;
-        let cpu = CpuSnapshot::take(instance.pid()).since(&before);
+        let cpu = CpuSnapshot::take(instance.pid(), RECEIVER_THREAD).since(&before);
         let measured = Measured {
             setup,
             workload,

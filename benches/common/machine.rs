@@ -87,3 +87,61 @@ pub fn percent(cpu: Option<Duration>, wall: Duration) -> String {
         |cpu| format!("{:.0}%", 100.0 * cpu.as_secs_f64() / wall.as_secs_f64()),
     )
 }
+
+/// CPU time used so far by the daemon, this process, the threads of this process whose names
+/// start with a prefix (a receiver's), and the whole machine.
+pub struct CpuSnapshot {
+    rollcall: Option<Duration>,
+    process: Option<Duration>,
+    receiver: Option<Duration>,
+    machine: Option<Duration>,
+}
+
+/// The CPU time each part used between two [`CpuSnapshot`]s.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub rollcall: Option<Duration>,
+    /// This process less the receiver's threads.
+    pub client: Option<Duration>,
+    pub receiver: Option<Duration>,
+    /// The rest of the machine.
+    pub other: Option<Duration>,
+}
+
+impl CpuSnapshot {
+    pub fn take(rollcall: u32, receiver_threads: &str) -> CpuSnapshot {
+        CpuSnapshot {
+            rollcall: cpu_time(rollcall),
+            process: cpu_time(std::process::id()),
+            receiver: threads_cpu(receiver_threads),
+            machine: machine_busy(),
+        }
+    }
+
+    pub fn since(&self, before: &CpuSnapshot) -> Cpu {
+        let diff = |after: Option<Duration>, before: Option<Duration>| {
+            after
+                .zip(before)
+                .map(|(after, before)| after.saturating_sub(before))
+        };
+        let rollcall = diff(self.rollcall, before.rollcall);
+        let process = diff(self.process, before.process);
+        let receiver = diff(self.receiver, before.receiver);
+        let other = diff(self.machine, before.machine)
+            .zip(rollcall.zip(process))
+            .map(|(busy, (rollcall, process))| busy.saturating_sub(rollcall + process));
+        Cpu {
+            rollcall,
+            client: process
+                .zip(receiver)
+                .map(|(process, receiver)| process.saturating_sub(receiver)),
+            receiver,
+            other,
+        }
+    }
+}
+
+/// The sum of two durations, when both are known.
+pub fn add(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    a.zip(b).map(|(a, b)| a + b)
+}
