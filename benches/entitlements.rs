@@ -945,28 +945,11 @@ impl Receiver {
             received: Mutex::default(),
             unique: AtomicUsize::new(0),
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(RECEIVER_THREAD)
-            .enable_all()
-            .build()
-            .context("cannot start the receiver's runtime")?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("the receiver cannot listen on 127.0.0.1")?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}/hook", listener.local_addr()?);
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(receive))
             .with_state(shared.clone());
-        runtime.spawn(async move {
-            let served = match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => axum::serve(listener, app).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = served {
-                eprintln!("entitlements bench: the receiver stopped: {error}");
-            }
-        });
+        let (runtime, address) = common::serve_apart("entitlements", RECEIVER_THREAD, app)?;
+        let url = format!("http://{address}/hook");
         Ok(Receiver {
             url,
             shared,

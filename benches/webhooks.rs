@@ -240,28 +240,11 @@ impl Receiver {
             received: Mutex::default(),
             unique: AtomicUsize::new(0),
         });
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name(RECEIVER_THREAD)
-            .enable_all()
-            .build()
-            .context("cannot start the receiver's runtime")?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .context("the receiver cannot listen on 127.0.0.1")?;
-        listener.set_nonblocking(true)?;
-        let url = format!("http://{}", listener.local_addr()?);
         let app = axum::Router::new()
             .route("/hook/{n}", axum::routing::post(receive))
             .with_state(shared.clone());
-        runtime.spawn(async move {
-            let served = match tokio::net::TcpListener::from_std(listener) {
-                Ok(listener) => axum::serve(listener, app).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = served {
-                eprintln!("webhooks bench: the receiver stopped: {error}");
-            }
-        });
+        let (runtime, address) = common::serve_apart("webhooks", RECEIVER_THREAD, app)?;
+        let url = format!("http://{address}");
         Ok(Receiver {
             url,
             shared,

@@ -144,3 +144,33 @@ pub async fn argon2_bound(argon2: Argon2, samples: usize) -> anyhow::Result<Boun
         together: count as f64 / started.elapsed().as_secs_f64(),
     })
 }
+
+/// Serves `app` on 127.0.0.1 (a free port) from a runtime of its own whose threads are named
+/// `thread`, so that its CPU can be counted apart from the client's (`machine::threads_cpu`).
+/// Dropping the runtime stops it. `bench` names the benchmark in the message if it stops.
+pub fn serve_apart(
+    bench: &'static str,
+    thread: &str,
+    app: axum::Router,
+) -> anyhow::Result<(tokio::runtime::Runtime, std::net::SocketAddr)> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(thread)
+        .enable_all()
+        .build()
+        .context("cannot start the receiver's runtime")?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        .context("the receiver cannot listen on 127.0.0.1")?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    runtime.spawn(async move {
+        let served = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => axum::serve(listener, app).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = served {
+            eprintln!("{bench} bench: the receiver stopped: {error}");
+        }
+    });
+    Ok((runtime, address))
+}
