@@ -94,7 +94,7 @@ mod common;
 use common::daemon::{Instance, create_token, rollcall_bin, start_instance, write_config};
 use common::load::{SEED, chain, client, clients, percentile, splitmix64};
 use common::machine::{Cpu, CpuSnapshot, add, cpu_model, cpus, loadavg, percent};
-use common::{env_number, ms};
+use common::{env_number, median, ms, spread};
 
 const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
@@ -1495,25 +1495,6 @@ async fn run_setup(
 }
 
 // --- the run ---
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn spread(values: &[f64]) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.0}-{max:.0}")
-}
 
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;

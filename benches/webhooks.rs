@@ -74,7 +74,7 @@ use common::load::{
     splitmix64,
 };
 use common::machine::{Cpu, CpuSnapshot, add, cpu_model, cpus, loadavg, percent};
-use common::{env_number, ms};
+use common::{env_number, median, ms, spread};
 
 /// The receiver's threads' name (at most 15 bytes: Linux cuts thread names there).
 const RECEIVER_THREAD: &str = "wh-receiver";
@@ -895,25 +895,6 @@ fn check_order(
 }
 
 // --- the run ---
-
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-fn spread(values: &[f64]) -> String {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{min:.0}-{max:.0}")
-}
 
 async fn run() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;

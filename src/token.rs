@@ -22,9 +22,17 @@ pub enum Error {
     Store(#[from] store::Error),
 }
 
-/// The digest under which a token is stored and looked up.
+/// The SHA-256 under which a secret (a token, a session, a reset link, a counter's key) is
+/// stored and looked up.
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// A new 256-bit secret from the OS's randomness, as URL- and cookie-safe text (43 characters).
+pub fn secret() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    random_bytes(&mut bytes)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Creates and stores a token for one school and source; returns it with its plaintext.
@@ -61,14 +69,12 @@ async fn issue(
     source: &str,
     admin: Option<&str>,
 ) -> Result<(Token, String), Error> {
-    let mut secret = [0u8; 32];
-    random_bytes(&mut secret).map_err(Error::Random)?;
     let prefix = if admin.is_some() {
         ADMIN_PREFIX
     } else {
         PREFIX
     };
-    let plaintext = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(secret));
+    let plaintext = format!("{prefix}{}", secret().map_err(Error::Random)?);
     let token = Token {
         id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
         school_id: school_id.to_owned(),

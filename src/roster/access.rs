@@ -19,9 +19,8 @@ use serde_json::Value;
 
 use super::{Admin, Error, Role, role_of};
 use crate::provider::Provider;
-use crate::scim::filter;
 use crate::scim::schema::Kind;
-use crate::store::{Query, Record, StaffRole};
+use crate::store::{Record, StaffRole};
 
 /// What a page or call does, as far as roles are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -204,18 +203,8 @@ impl Provider {
         let Some(account) = &admin.account else {
             return Ok(Vec::new());
         };
-        let text = format!("members.value eq {}", Value::String(account.clone()));
-        let query = Query {
-            filter: Some(filter::parse(&text).map_err(|e| Error::Internal(e.to_string()))?),
-            limit: i64::MAX,
-            ..Query::default()
-        };
-        let (_, groups) = self
-            .store
-            .list(&admin.scope, Kind::Group, &self.registry, &query, false)
+        self.linked(&admin.scope, Kind::Group, "members", account, "displayName")
             .await
-            .map_err(Error::store)?;
-        Ok(groups)
     }
 
     /// The ids of the groups whose lists `admin` sees: `None` for all of them.

@@ -6,13 +6,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::Error;
 use crate::config::{self, School};
 use crate::provider::Provider;
 use crate::store::{Actor, Scope, Stamp, Store};
+use crate::token::digest;
 
 /// Failures per key in a sliding window, kept in the store: every process serving log-ins
 /// (several instances on one database) counts the same failures, and a restart forgets none.
@@ -56,14 +56,9 @@ impl Limiter {
         self.keep
     }
 
-    /// The keys an attempt counts against (as stored: a digest, since one names an address),
-    /// with their limits.
-    fn limits(
-        &self,
-        school_id: &str,
-        user_name: &str,
-        address: IpAddr,
-    ) -> [([u8; 32], u32, Duration); 2] {
+    /// The counters an attempt counts against (keys as stored: a digest, since one names an
+    /// address).
+    fn limits(&self, school_id: &str, user_name: &str, address: IpAddr) -> [Counter; 2] {
         [
             (
                 account_key(school_id, user_name),
@@ -71,7 +66,7 @@ impl Limiter {
                 Duration::from_secs(self.config.account_window_secs),
             ),
             (
-                key_digest(&format!("address\0{address}")),
+                digest(&format!("address\0{address}")),
                 self.config.address_failures,
                 Duration::from_secs(self.config.address_window_secs),
             ),
@@ -87,18 +82,19 @@ impl Limiter {
         user_name: &str,
         address: IpAddr,
     ) -> Result<Option<Duration>, crate::store::Error> {
-        let mut wait: Option<Duration> = None;
-        for (key, limit, window) in self.limits(school_id, user_name, address) {
-            let (count, oldest) = store.recent_failures(&key, now - window).await?;
-            if count >= i64::from(limit)
-                && let Some(oldest) = oldest
-            {
-                let until = (oldest + window - now).max(time::Duration::ZERO);
-                let until = Duration::try_from(until).unwrap_or_default();
-                wait = Some(wait.map_or(until, |w| w.max(until)));
-            }
-        }
-        Ok(wait)
+        throttled(store, now, &self.limits(school_id, user_name, address)).await
+    }
+
+    /// Counts an attempt against each counter, forgetting what no counter of the table needs
+    /// any more.
+    pub(super) async fn count(
+        &self,
+        store: &Store,
+        now: OffsetDateTime,
+        counters: &[Counter],
+    ) -> Result<(), crate::store::Error> {
+        let keys: Vec<&[u8]> = counters.iter().map(|(key, _, _)| key.as_slice()).collect();
+        store.record_failure(&keys, now, now - self.keep).await
     }
 
     async fn fail(
@@ -109,9 +105,8 @@ impl Limiter {
         user_name: &str,
         address: IpAddr,
     ) -> Result<(), crate::store::Error> {
-        let limits = self.limits(school_id, user_name, address);
-        let keys: Vec<&[u8]> = limits.iter().map(|(key, _, _)| key.as_slice()).collect();
-        store.record_failure(&keys, now, now - self.keep).await
+        self.count(store, now, &self.limits(school_id, user_name, address))
+            .await
     }
 
     /// A success clears the account's failures (not the address's).
@@ -127,14 +122,34 @@ impl Limiter {
     }
 }
 
-fn key_digest(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+/// A counter of attempts in the store's shared table: its key (a digest), how many attempts
+/// it allows, and within what window.
+pub(super) type Counter = ([u8; 32], u32, Duration);
+
+/// How long until another attempt is allowed against these counters, if it is not allowed now.
+pub(super) async fn throttled(
+    store: &Store,
+    now: OffsetDateTime,
+    counters: &[Counter],
+) -> Result<Option<Duration>, crate::store::Error> {
+    let mut wait: Option<Duration> = None;
+    for (key, limit, window) in counters {
+        let (count, oldest) = store.recent_failures(key, now - *window).await?;
+        if count >= i64::from(*limit)
+            && let Some(oldest) = oldest
+        {
+            let until = (oldest + *window - now).max(time::Duration::ZERO);
+            let until = Duration::try_from(until).unwrap_or_default();
+            wait = Some(wait.map_or(until, |w| w.max(until)));
+        }
+    }
+    Ok(wait)
 }
 
 /// Failures are counted per account whether or not it exists, so a throttled name says
 /// nothing about its existence.
 fn account_key(school_id: &str, user_name: &str) -> [u8; 32] {
-    key_digest(&format!(
+    digest(&format!(
         "account\0{school_id}\0{}",
         user_name.to_lowercase()
     ))

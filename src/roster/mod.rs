@@ -665,19 +665,33 @@ impl Provider {
 
     /// The accounts directly in a group.
     async fn members_of(&self, scope: &Scope, group_id: &str) -> Result<Vec<Record>, Error> {
-        let text = format!("groups.value eq {}", Value::String(group_id.to_owned()));
+        self.linked(scope, Kind::User, "groups", group_id, "userName")
+            .await
+    }
+
+    /// Every record of `kind` whose `links` (`groups` of a user, `members` of a group) name
+    /// `id`, sorted by `sort_by`.
+    async fn linked(
+        &self,
+        scope: &Scope,
+        kind: Kind,
+        links: &str,
+        id: &str,
+        sort_by: &str,
+    ) -> Result<Vec<Record>, Error> {
+        let text = format!("{links}.value eq {}", Value::String(id.to_owned()));
         let query = Query {
             filter: Some(filter::parse(&text).map_err(|e| Error::Internal(e.to_string()))?),
-            sort_by: resource::attribute_path("userName"),
+            sort_by: resource::attribute_path(sort_by),
             limit: i64::MAX,
             ..Query::default()
         };
-        let (_, people) = self
+        let (_, records) = self
             .store
-            .list(scope, Kind::User, &self.registry, &query, false)
+            .list(scope, kind, &self.registry, &query, false)
             .await
             .map_err(Error::store)?;
-        Ok(people)
+        Ok(records)
     }
 
     /// Takes the school's pending slips (of one group, when named) out of the store, opened.

@@ -17,17 +17,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::Error;
-use super::login::Limiter;
+use super::login::{Counter, Limiter, throttled};
 use crate::config::{self, School};
 use crate::mail::Mailer;
 use crate::provider::Provider;
 use crate::store::{Actor, ResetAccount, Stamp};
+use crate::token::digest;
 
 /// The mail template of a reset link (`config/mail/password_reset.*`).
 const TEMPLATE: &str = "password_reset";
@@ -94,9 +92,10 @@ impl Resets {
         Duration::from_secs(self.config.window_secs)
     }
 
-    /// The counters a request counts against, with their limits: keys no log-in's can be
-    /// (those begin `account` or `address`), as digests since one names an address.
-    fn limits(&self, school_id: &str, identifier: &str, address: IpAddr) -> [([u8; 32], u32); 2] {
+    /// The counters a request counts against: keys no log-in's can be (those begin `account`
+    /// or `address`), as digests since one names an address.
+    fn limits(&self, school_id: &str, identifier: &str, address: IpAddr) -> [Counter; 2] {
+        let window = self.window();
         [
             (
                 digest(&format!(
@@ -104,26 +103,15 @@ impl Resets {
                     identifier.to_lowercase()
                 )),
                 self.config.account_requests,
+                window,
             ),
             (
                 digest(&format!("\0reset\0address\0{address}")),
                 self.config.address_requests,
+                window,
             ),
         ]
     }
-}
-
-/// The SHA-256 a link's token (or a counter's key) is stored under.
-fn digest(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
-}
-
-/// A new link token: 256 random bits as URL-safe text (43 characters).
-fn new_token() -> Result<String, Error> {
-    let mut bytes = [0u8; 32];
-    crate::clock::random_bytes(&mut bytes)
-        .map_err(|e| Error::Internal(format!("no randomness for a reset link: {e}")))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Whether `token` could be one of ours: anything else is refused without asking the store.
@@ -192,32 +180,17 @@ impl Provider {
             ));
         }
         let now = self.clock.now();
-        let window = resets.window();
         let limits = resets.limits(school_id, identifier, address);
-        let mut wait: Option<Duration> = None;
-        for (key, limit) in &limits {
-            let (count, oldest) = self
-                .store
-                .recent_failures(key, now - window)
-                .await
-                .map_err(Error::store)?;
-            if count >= i64::from(*limit)
-                && let Some(oldest) = oldest
-            {
-                let until = Duration::try_from((oldest + window - now).max(time::Duration::ZERO))
-                    .unwrap_or_default();
-                wait = Some(wait.map_or(until, |w| w.max(until)));
-            }
-        }
-        if let Some(wait) = wait {
+        if let Some(wait) = throttled(&self.store, now, &limits)
+            .await
+            .map_err(Error::store)?
+        {
             return Ok(Requested::Throttled {
                 retry_after_secs: wait.as_secs().max(1),
             });
         }
-        let keys: Vec<&[u8]> = limits.iter().map(|(key, _)| key.as_slice()).collect();
-        let keep = limiter.retention().max(window);
-        self.store
-            .record_failure(&keys, now, now - keep)
+        limiter
+            .count(&self.store, now, &limits)
             .await
             .map_err(Error::store)?;
         let (Some(mailer), Some(school)) = (&resets.mailer, self.schools.get(school_id)) else {
@@ -278,7 +251,10 @@ impl Provider {
                 .await;
                 continue;
             };
-            let token = zeroize::Zeroizing::new(new_token()?);
+            let token =
+                zeroize::Zeroizing::new(crate::token::secret().map_err(|e| {
+                    Error::Internal(format!("no randomness for a reset link: {e}"))
+                })?);
             self.store
                 .insert_reset(
                     &school.id,
@@ -441,11 +417,17 @@ impl Provider {
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     #[test]
     fn tokens_are_256_random_bits_as_url_text() {
-        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        let (a, b) = (
+            crate::token::secret().unwrap(),
+            crate::token::secret().unwrap(),
+        );
         assert_ne!(a, b);
         assert!(plausible_token(&a), "{a}");
         assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
@@ -482,7 +464,7 @@ mod tests {
     fn request_keys_cannot_be_log_in_keys() {
         let resets = Resets::new(config::PasswordReset::default(), None);
         let address: IpAddr = "192.0.2.1".parse().unwrap();
-        let [(account, _), (by_address, _)] = resets.limits("north", "SmithJ", address);
+        let [(account, ..), (by_address, ..)] = resets.limits("north", "SmithJ", address);
         assert_eq!(account, resets.limits("north", "smithj", address)[0].0);
         assert_ne!(account, digest("account\0north\0smithj"));
         assert_ne!(by_address, digest(&format!("address\0{address}")));

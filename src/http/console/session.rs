@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::super::AppState;
 use crate::roster::Admin;
 use crate::store::{Session, SessionKind};
+use crate::token::{self, digest};
 
 /// An admin's session cookie (path `/admin`).
 pub const ADMIN_COOKIE: &str = "rollcall_admin";
@@ -29,18 +30,6 @@ pub struct Sessions {
     pub secure: bool,
     pub admin_ttl: Duration,
     pub person_ttl: Duration,
-}
-
-/// A new 256-bit secret, as cookie-safe text.
-pub fn new_secret() -> Result<String, getrandom::Error> {
-    let mut bytes = [0u8; 32];
-    crate::clock::random_bytes(&mut bytes)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// The digest a session is stored under.
-pub fn digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// The CSRF token of the forms of a session (or of a form cookie): derived from its secret, so
@@ -83,7 +72,7 @@ const FORM_TTL: Duration = Duration::from_secs(3600);
 /// Renders a log-in form (under `path`) with a fresh CSRF secret in its own cookie: `page`
 /// gets the form's token.
 pub fn login_form(state: &AppState, path: &str, page: impl FnOnce(&str) -> Response) -> Response {
-    let Ok(secret) = new_secret() else {
+    let Ok(secret) = token::secret() else {
         return super::admin::internal(state, "-");
     };
     let mut response = page(&csrf_token(&secret));
@@ -112,7 +101,7 @@ pub async fn start(
         SessionKind::Admin => (ADMIN_COOKIE, "/admin", sessions.admin_ttl),
         SessionKind::Person => (PERSON_COOKIE, "/login", sessions.person_ttl),
     };
-    let Ok(secret) = new_secret() else {
+    let Ok(secret) = token::secret() else {
         return super::admin::internal(state, "-");
     };
     let now = state.provider.clock.now();
@@ -269,7 +258,7 @@ mod tests {
 
     #[test]
     fn csrf_tokens_differ_per_secret_and_are_not_the_secret() {
-        let (a, b) = (new_secret().unwrap(), new_secret().unwrap());
+        let (a, b) = (token::secret().unwrap(), token::secret().unwrap());
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
         assert_eq!(csrf_token(&a), csrf_token(&a));
