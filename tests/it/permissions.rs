@@ -539,11 +539,11 @@ async fn each_role_may_use_the_console_as_specified() {
     }
     // A tutor's console shows their group and its students, not another's.
     let mut tutor = school.visitor(Tutor).await;
-    let groups = tutor.get("/admin/groups").await.body;
+    let groups = tutor.get("/admin/groups").await.shown();
     assert!(groups.contains("7A") && !groups.contains("7B"), "{groups}");
     assert!(!groups.contains("New teaching group"), "{groups}");
     // Both groups' students match; the tutor finds their own.
-    let found = tutor.get("/admin/users?q=7").await.body;
+    let found = tutor.get("/admin/users?q=7").await.shown();
     assert!(found.contains(sam) && !found.contains(pat), "{found}");
     // Taking the role away ends what a signed-in session may do at once.
     grant(&school.app, school.account(Tutor).0, "none").await;
