@@ -345,8 +345,9 @@ impl Provider {
         }
     }
 
-    /// Checks a school admin's console password. Failures count against the admin (under a key
-    /// no account's name can have) and the address, as for people.
+    /// Checks a member of staff's console password. Failures count against them (under a key
+    /// no account's name can have) and the address, as for people. A tutor's account password
+    /// that is still a first one opens nothing: they choose their own on the log-in page.
     pub async fn admin_login(
         &self,
         limiter: &Limiter,
@@ -372,21 +373,25 @@ impl Provider {
                 .map_err(Error::store)?,
             _ => None,
         };
-        let hash = stored.as_ref().and_then(|(_, _, hash)| hash.as_deref());
+        let hash = stored.as_ref().and_then(|staff| staff.hash.as_deref());
         let matches = self
             .hasher
             .verify(password, hash)
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
         match stored {
-            Some((admin_id, user_name, _)) if matches => {
+            Some(staff) if matches => {
                 limiter
                     .succeed(&self.store, school_id, &key)
                     .await
                     .map_err(Error::store)?;
-                Ok(AdminVerdict::Passed {
-                    admin_id,
-                    user_name,
+                Ok(if staff.must_change {
+                    AdminVerdict::FirstPassword
+                } else {
+                    AdminVerdict::Passed {
+                        admin_id: staff.id,
+                        user_name: staff.user_name,
+                    }
                 })
             }
             _ => {
@@ -463,6 +468,9 @@ pub enum AdminVerdict {
         admin_id: String,
         user_name: String,
     },
+    /// The right password, but still the first (or reset) one of their account: they choose
+    /// their own on the log-in page before it opens the console.
+    FirstPassword,
     /// Unknown admin, no console password, or a wrong one: one answer for all.
     Failed,
     Throttled(Duration),

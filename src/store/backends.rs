@@ -138,10 +138,8 @@ delegate! {
     fn find_group(scope: &Scope, id_or_name: &str) -> Result<Record>;
     /// Sets an admin's console password (an argon2id PHC string). `NotFound` if no such admin.
     fn set_admin_password(school_id: &str, user_name: &str, hash: &str, at: OffsetDateTime) -> Result<()>;
-    /// A member of staff's id, username and password hash: their account's when they sign in
-    /// with one, else their console password's; `None` when there is none, the role is `none`
-    /// or their account is disabled.
-    fn admin_credential(school_id: &str, user_name: &str) -> Result<Option<(String, String, Option<String>)>>;
+    /// What a member of staff's console password is checked against.
+    fn admin_credential(school_id: &str, user_name: &str) -> Result<Option<super::AdminCredential>>;
     /// Writes an audit event that records no change: who tried what on which resource (a
     /// refused action, a step of a password reset).
     fn record_event(school_id: &str, actor: &super::Actor, action: &str, resource_type: &str, resource_id: &str, at: OffsetDateTime) -> Result<()>;

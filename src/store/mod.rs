@@ -338,6 +338,20 @@ pub struct Staff {
     pub account_active: bool,
 }
 
+/// What a console log-in checks a password against: a member of staff's id and username, and
+/// the hash their password must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCredential {
+    pub id: String,
+    pub user_name: String,
+    /// Their account's when they sign in with one, else their console password's; `None` when
+    /// there is none, the role is `none` or their account is disabled.
+    pub hash: Option<String>,
+    /// Their account's password is still a first (or reset) one, not yet replaced by one they
+    /// chose: it opens nothing until they have.
+    pub must_change: bool,
+}
+
 impl Staff {
     /// The role that applies now: none while the account they sign in with is disabled or gone.
     pub fn effective(&self) -> StaffRole {

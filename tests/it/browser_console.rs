@@ -104,12 +104,17 @@ async fn look_refused(browser: &Browser, name: &str, status: u16) {
     );
 }
 
+/// Signs in to the console as the school's admin `office`.
 async fn sign_in(browser: &Browser, app: &TestApp, school: &str, password: &str) {
+    sign_in_as(browser, app, school, "office", password).await;
+}
+
+async fn sign_in_as(browser: &Browser, app: &TestApp, school: &str, user: &str, password: &str) {
     browser.goto(&format!("{}/admin/login", app.root)).await;
     browser
         .click(&format!("#school option[value='{school}']"))
         .await;
-    browser.fill("#username", "office").await;
+    browser.fill("#username", user).await;
     browser.fill("#password", password).await;
     browser.submit("form button[type=submit]").await;
 }
@@ -496,14 +501,29 @@ async fn an_admin_makes_a_tutor_staff_and_the_tutor_resets_a_students_password()
     );
     browser.submit(".logout button").await;
 
-    // Tess signs in with her own account and sees her group only, without an admin's actions.
-    browser.goto(&format!("{}/admin/login", app.root)).await;
-    browser.click("#school option[value='north']").await;
+    // Tess's slip password opens no console: she is sent to choose her own first.
+    let slip = tess["password"].as_str().unwrap();
+    sign_in_as(&browser, &app, "north", &tess_name, slip).await;
+    assert!(
+        browser
+            .text("#login-error")
+            .await
+            .contains("still the first password from your slip")
+    );
+    look_refused(&browser, "tutor-first-password", 403).await;
+    browser.submit("#choose-password").await;
+    assert!(browser.current_url().await.ends_with("/login/north"));
     browser.fill("#username", &tess_name).await;
-    browser
-        .fill("#password", tess["password"].as_str().unwrap())
-        .await;
+    browser.fill("#password", slip).await;
     browser.submit("form button[type=submit]").await;
+    assert_eq!(browser.text("h1").await, "Choose your own password");
+    browser.fill("#password", "tess chose this one").await;
+    browser.fill("#repeat", "tess chose this one").await;
+    browser.submit("form button[type=submit]").await;
+    assert_eq!(browser.text("h1").await, "Your password is saved");
+
+    // With it she signs in and sees her group only, without an admin's actions.
+    sign_in_as(&browser, &app, "north", &tess_name, "tess chose this one").await;
     assert!(browser.current_url().await.ends_with("/admin/groups"));
     let nav = browser.texts("nav a").await;
     assert_eq!(nav, ["My groups", "Accounts", "Slips"], "{nav:?}");

@@ -194,6 +194,41 @@ pub async fn tutor(app: &TestApp, first: &str, surname: &str) -> String {
     reply.body["userName"].as_str().unwrap().to_owned()
 }
 
+/// Signs in on the log-in page with a first password and chooses `chosen` in its place, as a
+/// person does with their slip.
+pub async fn choose_password(
+    app: &TestApp,
+    school: &str,
+    user_name: &str,
+    first: &str,
+    chosen: &str,
+) {
+    let mut person = Visitor::new(app);
+    let login = format!("/login/{school}");
+    let signed = person
+        .submit(
+            &login,
+            &login,
+            &[("username", user_name), ("password", first)],
+        )
+        .await;
+    let change = format!("{login}/password");
+    assert_eq!(signed.location(), change, "{}", signed.body);
+    let saved = person
+        .submit(
+            &change,
+            &change,
+            &[("password", chosen), ("repeat", chosen)],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert!(
+        saved.body.contains("Your password is saved"),
+        "{}",
+        saved.body
+    );
+}
+
 /// The id in a `/admin/groups/{id}…` location.
 fn group_id(location: &str) -> String {
     location
@@ -308,6 +343,62 @@ async fn sessions_are_http_only_strict_secure_cookies_and_end_at_log_out() {
         visitor.get("/admin/groups").await.location(),
         "/admin/login"
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tutors_first_password_opens_the_console_only_once_they_have_chosen_their_own() {
+    let app = TestApp::start().await;
+    let reply = app
+        .api(
+            reqwest::Method::POST,
+            "/schools/north/users",
+            Some(ApiBody::Json(
+                &json!({ "firstName": "Tess", "surname": "Teacher", "role": "tutor" }),
+            )),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let name = reply.body["userName"].as_str().unwrap().to_owned();
+    let first = reply.body["password"].as_str().unwrap().to_owned();
+    app.state
+        .provider
+        .grant(
+            &rollcall::roster::Admin::cli("north"),
+            &name,
+            rollcall::store::StaffRole::Tutor,
+        )
+        .await
+        .unwrap();
+
+    // The slip's password is right, but it opens nothing: the page says where to choose one.
+    let mut visitor = Visitor::new(&app);
+    let refused = visitor.sign_in("north", &name, &first).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("still the first password from your slip")
+            && refused.body.contains("href=\"/login/north\""),
+        "{}",
+        refused.body
+    );
+    assert!(!visitor.cookies.contains_key("rollcall_admin"));
+    assert_eq!(
+        visitor.get("/admin/groups").await.location(),
+        "/admin/login"
+    );
+
+    // Once they have chosen their own there, the slip's password is wrong and theirs works.
+    choose_password(&app, "north", &name, &first, "a password of my own").await;
+    let stale = visitor.sign_in("north", &name, &first).await;
+    assert_eq!(stale.status, StatusCode::UNAUTHORIZED, "{}", stale.body);
+    let signed = visitor
+        .sign_in("north", &name, "a password of my own")
+        .await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    assert_eq!(signed.location(), "/admin/groups");
+    assert_eq!(visitor.get("/admin/groups").await.status, StatusCode::OK);
     app.stop().await;
 }
 

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::cli::Setup;
-use crate::console::{Visitor, tutor};
+use crate::console::{Visitor, choose_password, tutor};
 use crate::harness::*;
 
 /// The roles of the matrix, in its columns' order.
@@ -19,6 +19,9 @@ enum Who {
 }
 
 const WHO: [Who; 4] = [Who::Revoked, Who::ReadOnly, Who::Tutor, Who::Admin];
+
+/// The password each member of staff chose in place of their first one.
+const STAFF_PASSWORD: &str = "a staff password of my own";
 
 /// A school with two groups, each with its tutor and a student, and its staff: `office` (the
 /// admin), a tutor of `7A`, read-only staff, and a tutor whose role was taken away.
@@ -107,11 +110,10 @@ async fn school() -> School {
         .await
         .unwrap();
         tokens.push((who, token));
-        accounts.push((
-            who,
-            user_name.to_owned(),
-            person["password"].as_str().unwrap().to_owned(),
-        ));
+        // A first password opens no console: each chooses their own, as on their first day.
+        let first = person["password"].as_str().unwrap();
+        choose_password(&app, "north", user_name, first, STAFF_PASSWORD).await;
+        accounts.push((who, user_name.to_owned(), STAFF_PASSWORD.to_owned()));
     }
     School {
         own,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::console::{Page, Visitor};
+use crate::console::{Page, Visitor, choose_password};
 use crate::harness::*;
 use crate::smtp::SmtpSink;
 
@@ -629,8 +629,11 @@ async fn a_tutor_resets_too_and_sessions_with_the_old_password_end() {
         )
         .await
         .unwrap();
+    choose_password(&app, "north", &name, &first, "the password I chose").await;
     let mut console = Visitor::new(&app);
-    let signed = console.sign_in("north", &name, &first).await;
+    let signed = console
+        .sign_in("north", &name, "the password I chose")
+        .await;
     assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
     assert_eq!(console.get("/admin/groups").await.status, StatusCode::OK);
 

@@ -174,16 +174,17 @@ async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Respon
     ) {
         return see_other("/admin/groups");
     }
-    login_page(&state, StatusCode::OK, "", "", None)
+    login_page(&state, StatusCode::OK, "", "", None, false)
 }
 
-/// The log-in form.
+/// The log-in form, with what went wrong; for a first password, a link to choose one.
 fn login_page(
     state: &AppState,
     status: StatusCode,
     school: &str,
     user_name: &str,
     error: Option<&str>,
+    first_password: bool,
 ) -> Response {
     let mut schools: Vec<_> = state.provider.schools.values().collect();
     schools.sort_by(|a, b| a.name.cmp(&b.name));
@@ -202,6 +203,7 @@ fn login_page(
                 "selected": school,
                 "user_name": user_name,
                 "error": error,
+                "first_password": first_password,
             }),
         )
     })
@@ -248,6 +250,24 @@ async fn login(
             )
             .await
         }
+        Ok(AdminVerdict::FirstPassword) => {
+            tracing::info!(
+                school,
+                admin = user_name,
+                "console log-in with a first password"
+            );
+            login_page(
+                &state,
+                StatusCode::FORBIDDEN,
+                school,
+                user_name,
+                Some(
+                    "This is still the first password from your slip. Choose your own \
+                     password on the log-in page first, then log in here with it.",
+                ),
+                true,
+            )
+        }
         Ok(AdminVerdict::Failed) => {
             tracing::info!(school, admin = user_name, %address, "console log-in failed");
             login_page(
@@ -256,6 +276,7 @@ async fn login(
                 school,
                 user_name,
                 Some("The school, username or password is wrong."),
+                false,
             )
         }
         Ok(AdminVerdict::Throttled(wait)) => login_page(
@@ -267,6 +288,7 @@ async fn login(
                 "Too many failed attempts. Try again in {} minutes.",
                 wait.as_secs().div_ceil(60).max(1)
             )),
+            false,
         ),
         Err(error) => {
             tracing::error!(%error, "console log-in failed");

@@ -5,7 +5,9 @@ use sqlx::Row;
 use time::OffsetDateTime;
 
 use super::Store;
-use crate::store::{Error, HistoryEntry, Result, Session, SessionKind, format_time, parse_time};
+use crate::store::{
+    AdminCredential, Error, HistoryEntry, Result, Session, SessionKind, format_time, parse_time,
+};
 
 impl Store {
     /// Sets an admin's console password (an argon2id PHC string). `NotFound` if no such admin.
@@ -50,20 +52,29 @@ impl Store {
         &self,
         school_id: &str,
         user_name: &str,
-    ) -> Result<Option<(String, String, Option<String>)>> {
+    ) -> Result<Option<AdminCredential>> {
         let row = sqlx::query(
             "SELECT a.id, a.user_name, CASE WHEN a.role = 'none' THEN NULL \
              WHEN a.user_id IS NULL THEN a.password_hash \
              ELSE (SELECT u.password_hash FROM users u WHERE u.id = a.user_id \
-             AND u.school_id = a.school_id AND u.active) END \
+             AND u.school_id = a.school_id AND u.active) END, \
+             COALESCE((SELECT u.must_change FROM users u WHERE u.id = a.user_id \
+             AND u.school_id = a.school_id), FALSE) \
              FROM admins a WHERE a.school_id = $1 AND a.user_name_key = $2",
         )
         .bind(school_id)
         .bind(user_name.to_lowercase())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
-            .transpose()
+        row.map(|row| {
+            Ok(AdminCredential {
+                id: row.try_get(0)?,
+                user_name: row.try_get(1)?,
+                hash: row.try_get(2)?,
+                must_change: row.try_get(3)?,
+            })
+        })
+        .transpose()
     }
 
     /// Records a session under the SHA-256 of its token.
