@@ -661,3 +661,74 @@ fn admin_grant_gives_a_tutor_account_a_role_from_the_command_line() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("signs in with a console password"));
 }
+
+#[tokio::test]
+async fn a_renamed_tutor_keeps_their_role_under_the_new_name_only() {
+    let app = TestApp::start().await;
+    const SCHOOL_URN: &str = "urn:rollcall:params:scim:schemas:extension:school:2.0:User";
+    const PASSWORD: &str = "a tutor's own password";
+    let tess = app
+        .create_user(json!({
+            "schemas": [USER_URN, SCHOOL_URN],
+            "userName": "tess.teacher",
+            "name": { "givenName": "Tess", "familyName": "Teacher" },
+            "password": PASSWORD,
+            SCHOOL_URN: { "role": "tutor" },
+        }))
+        .await;
+    let path = format!("/Users/{}", tess["id"].as_str().unwrap());
+    grant(&app, "tess.teacher", "tutor").await;
+    let mut before = Visitor::new(&app);
+    let signed = before.sign_in("north", "tess.teacher", PASSWORD).await;
+    assert_eq!(signed.location(), "/admin/groups", "{}", signed.body);
+
+    // The directory renames her: the staff list, her log-in and her role follow the account.
+    let rename = |name: &str| {
+        json!({
+            "schemas": [PATCH_URN],
+            "Operations": [{ "op": "replace", "path": "userName", "value": name }],
+        })
+    };
+    let renamed = app.patch(&path, &rename("tess.married")).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    let staff = app.state.provider.store.list_staff("north").await.unwrap();
+    let names: Vec<&str> = staff.iter().map(|s| s.user_name.as_str()).collect();
+    assert!(
+        names.contains(&"tess.married") && !names.contains(&"tess.teacher"),
+        "{names:?}"
+    );
+    let mut after = Visitor::new(&app);
+    let old = after.sign_in("north", "tess.teacher", PASSWORD).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.body);
+    let new = after.sign_in("north", "tess.married", PASSWORD).await;
+    assert_eq!(new.location(), "/admin/groups", "{}", new.body);
+    assert_eq!(after.get("/admin/groups").await.status, StatusCode::OK);
+    // The old name is free for someone else; a session started under it is not theirs.
+    app.create_user(json!({
+        "schemas": [USER_URN, SCHOOL_URN],
+        "userName": "tess.teacher",
+        "name": { "givenName": "Tessa", "familyName": "Teacher" },
+        SCHOOL_URN: { "role": "tutor" },
+    }))
+    .await;
+    grant(&app, "tess.teacher", "read-only").await;
+    assert_eq!(before.get("/admin/groups").await.location(), "/admin/login");
+
+    // A name another member of staff goes by is taken: the rename is refused, nothing changes.
+    let taken = app.patch(&path, &rename("office")).await;
+    taken.assert_error(409, Some("uniqueness"));
+    let user = app.send(Method::GET, &path, None).await;
+    assert_eq!(user.body["userName"], "tess.married");
+    let staff = app
+        .state
+        .provider
+        .store
+        .staff_named("north", "tess.married")
+        .await
+        .unwrap();
+    assert_eq!(
+        staff.map(|s| s.role),
+        Some(rollcall::store::StaffRole::Tutor)
+    );
+    app.stop().await;
+}

@@ -205,8 +205,10 @@ impl FromRequestParts<AppState> for SignedIn {
                     .staff_named(&session.school_id, &session.name)
                     .await
                 {
-                    Ok(Some(staff)) => staff,
-                    Ok(None) => return Err(Redirect::to("/admin/login").into_response()),
+                    // The name a session was started under may since be another's (a tutor's
+                    // account renamed, the name given to someone else): the id decides.
+                    Ok(Some(staff)) if staff.id == session.subject => staff,
+                    Ok(_) => return Err(Redirect::to("/admin/login").into_response()),
                     Err(error) => {
                         tracing::error!(%error, "staff lookup failed");
                         return Err(super::admin::internal(state, &request_id));
