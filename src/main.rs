@@ -170,6 +170,10 @@ enum Command {
         /// The OneRoster source whose rules apply, when the school has several.
         #[arg(long)]
         source: Option<String>,
+        /// The sourcedId of the school's org in orgs.csv, for an export of several schools
+        /// (in place of the source's `org`).
+        #[arg(long)]
+        org: Option<String>,
         /// Print the plan, change nothing.
         #[arg(long, conflicts_with = "approve")]
         dry_run: bool,
@@ -395,6 +399,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
         Command::ImportOneroster {
             school,
             source,
+            org,
             dry_run,
             approve,
             json,
@@ -408,6 +413,7 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let options = OneRosterImport {
                 school,
                 source,
+                org,
                 path,
                 mode,
                 json,
@@ -1357,6 +1363,7 @@ fn check_webhooks(config: &Config) -> anyhow::Result<()> {
 struct OneRosterImport {
     school: String,
     source: Option<String>,
+    org: Option<String>,
     path: PathBuf,
     mode: sync::Mode,
     json: bool,
@@ -1416,6 +1423,9 @@ async fn import_oneroster(mut config: Config, options: OneRosterImport) -> anyho
             && let Connection::OneRoster(roster) = &mut source.connection
         {
             roster.path = options.path.clone();
+            if let Some(org) = &options.org {
+                roster.org = Some(org.clone());
+            }
         }
     }
     let school_id = school.id.clone();

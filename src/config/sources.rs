@@ -95,6 +95,10 @@ pub struct Google {
 #[derive(Debug, Clone)]
 pub struct OneRoster {
     pub path: PathBuf,
+    /// The `sourcedId` of this school's org in orgs.csv (or of a district: every org under it
+    /// too): only its people, classes and enrollments are read. Needed when the export holds
+    /// more than one school, as a trust's does.
+    pub org: Option<String>,
 }
 
 /// Which entries a search reads.
@@ -365,6 +369,7 @@ pub(super) struct SourceFile {
     deadline_secs: Option<Spanned<u64>>,
     // oneroster
     path: Option<Spanned<PathBuf>>,
+    org: Option<Spanned<String>>,
     // ldap and google
     page_size: Option<Spanned<i32>>,
     timeout_secs: Option<Spanned<u64>>,
@@ -532,6 +537,7 @@ fn source(
         ("api_url", at(&file.api_url), KindName::Google),
         ("deadline_secs", at(&file.deadline_secs), KindName::Google),
         ("path", at(&file.path), KindName::OneRoster),
+        ("org", at(&file.org), KindName::OneRoster),
     ];
     for (key, span, owner) in foreign {
         if let Some(span) = span
@@ -621,9 +627,20 @@ fn source(
                     ),
                 ));
             };
+            let org = match &file.org {
+                Some(org) if org.get_ref().trim().is_empty() => {
+                    return Err(fail(
+                        org.span(),
+                        "org",
+                        "is empty: give the sourcedId of this school's org in orgs.csv".into(),
+                    ));
+                }
+                org => org.as_ref().map(|org| org.get_ref().trim().to_owned()),
+            };
             (
                 Connection::OneRoster(OneRoster {
                     path: base.join(path.get_ref()),
+                    org,
                 }),
                 Attributes::oneroster(),
             )

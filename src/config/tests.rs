@@ -1267,6 +1267,27 @@ fn a_oneroster_source_needs_only_a_path_and_reads_users_by_role() {
 }
 
 #[test]
+fn a_oneroster_source_reads_one_org_of_a_trusts_export() {
+    let source = |config: &Config| match &config
+        .school("north")
+        .unwrap()
+        .source("sis")
+        .unwrap()
+        .connection
+    {
+        crate::config::Connection::OneRoster(roster) => roster.org.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(source(&valid(&with_oneroster(""))), None);
+    assert_eq!(
+        source(&valid(&with_oneroster("org = \" org-north \""))).as_deref(),
+        Some("org-north")
+    );
+    let message = invalid(&with_oneroster("org = \" \""), "schools.sources.org", 13);
+    assert!(message.contains("is empty"), "{message}");
+}
+
+#[test]
 fn a_oneroster_source_refuses_searches_pages_and_a_missing_path() {
     let text = with_oneroster("").replace("path = \"export\"\n", "");
     let message = invalid(&text, "schools.sources.path", 10);
@@ -1516,6 +1537,12 @@ fn google_source_mistakes_are_named_with_their_key() {
             "schools.sources.bind_dn",
             14,
             "`bind_dn` is a setting of `ldap` sources; source `google` is `google`",
+        ),
+        (
+            with_google("org = \"org-north\"", ""),
+            "schools.sources.org",
+            14,
+            "`org` is a setting of `oneroster` sources; source `google` is `google`",
         ),
         (
             with_google("incremental = true", ""),

@@ -5,6 +5,9 @@
 //!   `delta` (the records changed since the last export); [`export`] checks every file against
 //!   the CSV binding's tables, and this module checks how they refer to each other. Every
 //!   problem is reported with its file, line and column, all at once, before anything changes.
+//! - Of a trust's export, only the source's `org` (and the orgs under it) is read: users whose
+//!   `orgSourcedIds` name it, its classes, and their enrollments. Several schools and no `org`
+//!   is refused.
 //! - Users with the students' role (`student`) become student entries, those with the tutors'
 //!   (`teacher`) tutor entries, `sourcedId=…,ou=users,o=oneroster`, with the users.csv columns
 //!   as attributes (`grades` and the other lists split; never `password`). `enabledUser=false`
@@ -368,6 +371,84 @@ async fn held(provider: &Provider, scope: &Scope) -> Result<Held, Error> {
     Ok(out)
 }
 
+/// The orgs whose people and classes the source reads: its `org` and every org under it in
+/// orgs.csv; `None` (everything) when it names none and the export holds one school at most.
+/// An `org` orgs.csv does not list, or several schools and no `org`, is refused: reading a
+/// trust's export for one school must not bring in another's students.
+fn ours(source: &Source, export: &Export) -> Result<Option<HashSet<String>>, Problem> {
+    let org = match &source.connection {
+        crate::config::Connection::OneRoster(roster) => roster.org.as_deref(),
+        _ => None,
+    };
+    let orgs = export.table("orgs");
+    let Some(org) = org else {
+        let schools: Vec<String> = orgs.map_or_else(Vec::new, |orgs| {
+            orgs.rows
+                .iter()
+                .filter(|row| orgs.get(row, "type") == "school")
+                .map(|row| {
+                    format!(
+                        "`{}` ({})",
+                        orgs.get(row, "sourcedId"),
+                        orgs.get(row, "name")
+                    )
+                })
+                .collect()
+        });
+        if schools.len() > 1 {
+            return Err(Problem::file(
+                "orgs.csv",
+                format!(
+                    "lists {} schools ({}): set `org` on source `{}` to the sourcedId of this \
+                     school's, so that no other school's people are read",
+                    schools.len(),
+                    schools.join(", "),
+                    source.id
+                ),
+            ));
+        }
+        return Ok(None);
+    };
+    let mut ours = HashSet::from([org.to_owned()]);
+    let Some(orgs) = orgs else {
+        // A delta without orgs.csv: the org itself, as the rows name it.
+        return Ok(Some(ours));
+    };
+    // A delta's orgs.csv holds the orgs that changed, not necessarily this one.
+    if export.mode("orgs") == Mode::Bulk
+        && !orgs
+            .rows
+            .iter()
+            .any(|row| orgs.get(row, "sourcedId") == org)
+    {
+        return Err(Problem::file(
+            "orgs.csv",
+            format!(
+                "has no org `{org}`, the `org` of source `{}`: give the sourcedId of this \
+                 school's row",
+                source.id
+            ),
+        ));
+    }
+    // Every org under it, however deep: add children until nothing changes.
+    loop {
+        let before = ours.len();
+        for row in &orgs.rows {
+            if ours.contains(orgs.get(row, "parentSourcedId")) {
+                ours.insert(orgs.get(row, "sourcedId").to_owned());
+            }
+        }
+        if ours.len() == before {
+            return Ok(Some(ours));
+        }
+    }
+}
+
+/// Whether a cell of one or more org ids names one of `ours`.
+fn ids_in(ids: &str, ours: &HashSet<String>) -> bool {
+    export::split(ids).into_iter().any(|id| ours.contains(id))
+}
+
 /// The entries, and what was left out.
 struct Built {
     read: Read,
@@ -376,6 +457,8 @@ struct Built {
     other_roles: BTreeMap<String, usize>,
     /// Classes a delta's enrollments name that neither the export nor the store holds.
     unknown_classes: usize,
+    /// Users and classes of other schools than the source's `org`.
+    other_schools: (usize, usize),
 }
 
 impl Built {
@@ -396,6 +479,12 @@ impl Built {
             text.push_str(&format!(
                 "; users of other roles left out: {}",
                 roles.join(", ")
+            ));
+        }
+        if self.other_schools != (0, 0) {
+            text.push_str(&format!(
+                "; {} users and {} classes of other schools left out",
+                self.other_schools.0, self.other_schools.1
             ));
         }
         if self.unknown_classes > 0 {
@@ -487,11 +576,14 @@ fn build(
         ));
         return Err(problems);
     }
+    let ours = ours(source, export).map_err(|problem| vec![problem])?;
+    let ours = |ids: &str| ours.as_ref().is_none_or(|ours| ids_in(ids, ours));
     let mut out = Built {
         read: Read::default(),
         delta,
         other_roles: BTreeMap::new(),
         unknown_classes: 0,
+        other_schools: (0, 0),
     };
 
     // People.
@@ -499,6 +591,10 @@ fn build(
     let tutors = source.tutors.as_ref().and_then(|t| role(&t.select));
     if let Some(users) = export.table("users") {
         for row in &users.rows {
+            if !ours(users.get(row, "orgSourcedIds")) {
+                out.other_schools.0 += 1;
+                continue;
+            }
             let user_role = users.get(row, "role");
             let list = if user_role == students {
                 &mut out.read.students
@@ -543,17 +639,25 @@ fn build(
     // Classes to write: every class row, and every class whose enrollments changed (in a
     // delta, every held one when enrollments.csv is bulk).
     let mut touched: Vec<String> = Vec::new();
+    // Another school's classes, which no enrollment brings in, whatever school it names.
+    let mut theirs = HashSet::new();
     if let Some(classes) = classes {
-        touched.extend(
-            classes
-                .rows
-                .iter()
-                .map(|row| classes.get(row, "sourcedId").to_owned()),
-        );
+        for row in &classes.rows {
+            let id = classes.get(row, "sourcedId");
+            if ours(classes.get(row, "schoolSourcedId")) {
+                touched.push(id.to_owned());
+            } else {
+                theirs.insert(id);
+            }
+        }
+        out.other_schools.1 = theirs.len();
     }
     if let Some(enrollments) = export.table("enrollments") {
         for row in &enrollments.rows {
-            if !matches!(enrollments.get(row, "role"), "student" | "teacher") {
+            if !matches!(enrollments.get(row, "role"), "student" | "teacher")
+                || !ours(enrollments.get(row, "schoolSourcedId"))
+                || theirs.contains(enrollments.get(row, "classSourcedId"))
+            {
                 continue;
             }
             let class = enrollments.get(row, "classSourcedId");

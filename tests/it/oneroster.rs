@@ -1603,3 +1603,144 @@ async fn the_daemon_reads_a_oneroster_folder_on_its_schedule() {
     );
     fixture.stop().await;
 }
+
+/// `roster`'s bulk export as a trust's: a second school, `org-south`, under the same district,
+/// with `students` students of its own in a class of its own (its rows made by the same code,
+/// the school's id swapped).
+fn trust_export(roster: &Roster, students: usize) -> BTreeMap<String, String> {
+    let mut files = roster.bulk();
+    let south = |row: Vec<String>| -> Vec<String> {
+        row.into_iter()
+            .map(|field| {
+                if field == "org-north" {
+                    "org-south".into()
+                } else {
+                    field
+                }
+            })
+            .collect()
+    };
+    let rows = |header: &[&str], rows: Vec<Vec<String>>| {
+        let text = csv(header, &rows);
+        text.split_once('\n').unwrap().1.to_owned()
+    };
+    let template = roster.users.iter().find(|u| u.role == "student").unwrap();
+    let users: Vec<User> = (0..students)
+        .map(|i| User {
+            id: format!("south-{i:03}"),
+            username: format!("south{i:03}"),
+            identifier: format!("SS{i:03}"),
+            email: String::new(),
+            ..template.clone()
+        })
+        .collect();
+    let class = Class {
+        id: "cls-south-12A-ph".into(),
+        title: "12A/Ph1".into(),
+        course: "crs-ph",
+        kind: "scheduled",
+        deleted: false,
+    };
+    let enrollments: Vec<Enrollment> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| Enrollment {
+            id: format!("enr-south-{i:03}"),
+            class: class.id.clone(),
+            user: u.id.clone(),
+            role: "student",
+            begin: "",
+            end: "",
+            status: "",
+        })
+        .collect();
+    let append = |files: &mut BTreeMap<String, String>, name: &str, more: String| {
+        let text = files.get_mut(name).unwrap();
+        let crlf = text.ends_with("\r\n");
+        text.push_str(&if crlf {
+            more.replace('\n', "\r\n")
+        } else {
+            more
+        });
+    };
+    append(
+        &mut files,
+        "orgs.csv",
+        "org-south,,,South Academy,school,SA,org-district\n".into(),
+    );
+    append(
+        &mut files,
+        "users.csv",
+        rows(
+            &USERS_HEADER,
+            users.iter().map(|u| south(user_row(u, ""))).collect(),
+        ),
+    );
+    append(
+        &mut files,
+        "classes.csv",
+        rows(&CLASSES_HEADER, vec![south(class_row(&class, ""))]),
+    );
+    append(
+        &mut files,
+        "enrollments.csv",
+        rows(
+            &ENROLLMENTS_HEADER,
+            enrollments
+                .iter()
+                .map(|e| south(enrollment_row(e, "")))
+                .collect(),
+        ),
+    );
+    files
+}
+
+#[tokio::test]
+async fn a_trusts_export_is_refused_without_org_and_read_for_one_school_with_it() {
+    let binary = Binary::new().await;
+    let setup = &binary.setup;
+    let roster = Roster::generate();
+    let export = setup.dir.path().join("trust.zip");
+    write_zip(&export, &trust_export(&roster, 25));
+    let path = export.to_str().unwrap();
+
+    // Two schools' people in one export, and nothing says which are north's: refused whole.
+    let output = setup.run(&["import-oneroster", "--school", "north", path]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "orgs.csv: lists 2 schools (`org-north` (North Academy), `org-south` (South Academy))"
+        ) && stderr.contains("set `org` on source `oneroster`"),
+        "{stderr}"
+    );
+
+    // North's org: exactly north's accounts (nothing was written before), none of south's.
+    let stdout = setup.ok(&[
+        "import-oneroster",
+        "--school",
+        "north",
+        "--org",
+        "org-north",
+        path,
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["outcome"], "applied", "{stdout}");
+    assert_eq!(report["counts"]["create"], roster.accounts().len());
+    assert_eq!(report["read"]["students"], STUDENTS);
+    let stdout = setup.ok(&[
+        "import-oneroster",
+        "--school",
+        "north",
+        "--org",
+        "org-north",
+        path,
+        "--dry-run",
+    ]);
+    assert!(
+        stdout.contains("accounts: 0 to create, 0 to update, 0 to re-enable, 0 to disable"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("south"), "{stdout}");
+}

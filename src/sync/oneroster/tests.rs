@@ -556,3 +556,89 @@ userSourcedId,role\ne1,tobedeleted,2025-02-01,k1,org1,u1,student\n";
     // k2 is held nowhere: nothing to delete.
     assert_eq!(built.read.deleted_groups, ["k1"]);
 }
+
+/// A trust's export: the bulk export's school `org1` and a second, `org2`, both under the
+/// district `dist`, each with a student, a class and an enrollment.
+fn trust() -> Vec<(&'static str, String)> {
+    let files = with(&bulk(), "orgs.csv", |text| {
+        format!(
+            "{}dist,,,North Trust,district,NT,\norg2,,,South Academy,school,SA,dist\n",
+            text.replace(
+                "North Academy,school,NA,\n",
+                "North Academy,school,NA,dist\n"
+            )
+        )
+    });
+    let files = with(&files, "users.csv", |text| {
+        format!("{text}s1,,,true,org2,student,sam,,Sam,Shaw,,S9,,,,,\"09\",\n")
+    });
+    let files = with(&files, "classes.csv", |text| {
+        format!("{text}k9,,,12A/Ma1,12,c1,MA1,scheduled,,org2,term1,,,\n")
+    });
+    with(&files, "enrollments.csv", |text| {
+        format!("{text}e9,,,k9,org2,s1,student,,,\ne10,,,k1,org2,s1,student,,,\n")
+    })
+}
+
+/// [`built`] with the source's `org` set.
+fn built_for(org: Option<&str>, files: &[(&str, String)]) -> Result<Built, Vec<Problem>> {
+    let files: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let dir = folder(&files);
+    let (export, problems) = export::read(dir.path()).unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    assert!(references(&export).is_empty(), "{:?}", references(&export));
+    let mut school = school();
+    if let crate::config::Connection::OneRoster(roster) = &mut school.sources[0].connection {
+        roster.org = org.map(str::to_owned);
+    }
+    build(&school.sources[0], &export, &Held::default(), today())
+}
+
+#[test]
+fn a_trust_export_is_read_for_the_sources_org_and_refused_without_one() {
+    let files = trust();
+    let messages = |result: Result<Built, Vec<Problem>>| match result {
+        Err(problems) => problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        Ok(_) => panic!("the export was read"),
+    };
+    // Two schools and no `org`: nothing is read.
+    let refused = messages(built_for(None, &files));
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains("orgs.csv")
+            && refused[0]
+                .contains("lists 2 schools (`org1` (North Academy), `org2` (South Academy))")
+            && refused[0].contains("set `org` on source `sis`"),
+        "{refused:?}"
+    );
+    // One school: its people and classes, and no other's, not even an enrollment in its class.
+    let north = built_for(Some("org1"), &files).unwrap();
+    let dns = |entries: &[Entry]| entries.iter().map(|e| e.dn.clone()).collect::<Vec<_>>();
+    assert_eq!(dns(&north.read.students), [user_dn("u1"), user_dn("u2")]);
+    let groups = north.read.groups.as_ref().unwrap();
+    assert_eq!(dns(groups), [class_dn("k1")]);
+    assert!(!groups[0].all("member").contains(&user_dn("s1")));
+    assert_eq!(north.other_schools, (1, 1));
+    assert!(
+        north
+            .summary()
+            .contains("1 users and 1 classes of other schools left out"),
+        "{}",
+        north.summary()
+    );
+    let south = built_for(Some("org2"), &files).unwrap();
+    assert_eq!(dns(&south.read.students), [user_dn("s1")]);
+    assert_eq!(dns(south.read.groups.as_ref().unwrap()), [class_dn("k9")]);
+    // The district: every school under it.
+    let trust = built_for(Some("dist"), &files).unwrap();
+    assert_eq!(trust.read.students.len(), 3);
+    assert_eq!(trust.other_schools, (0, 0));
+    // An org the export does not have.
+    let unknown = messages(built_for(Some("org7"), &files));
+    assert!(
+        unknown.len() == 1 && unknown[0].contains("has no org `org7`, the `org` of source `sis`"),
+        "{unknown:?}"
+    );
+    // A single school's export needs no `org`.
+    assert!(built_for(None, &bulk()).is_ok());
+}
