@@ -7,6 +7,7 @@
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
@@ -86,15 +87,13 @@ impl Mailer {
             .from
             .parse()
             .map_err(|e| Error::Config(format!("`from`: {e}")))?;
+        let tls = || tls_parameters(&config.host, config.ca_file.as_deref());
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host);
         let builder = match config.security {
-            Security::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
-                    .map_err(|e| Error::Config(e.to_string()))?
-            }
-            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host)
-                .map_err(|e| Error::Config(e.to_string()))?,
+            Security::Starttls => builder.tls(Tls::Required(tls()?)),
+            Security::Tls => builder.tls(Tls::Wrapper(tls()?)),
             // Validation allows it only to a relay on this machine.
-            Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host),
+            Security::None => builder,
         };
         let mut builder = builder.port(config.port).timeout(Some(config.timeout));
         if let Some((user, secret)) = &config.credentials {
@@ -170,6 +169,30 @@ impl Mailer {
     }
 }
 
+/// TLS to `host`, trusting the certificates of `ca_file` (PEM, one or more) instead of the
+/// system's when it is given.
+fn tls_parameters(host: &str, ca_file: Option<&std::path::Path>) -> Result<TlsParameters, Error> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    if let Some(path) = ca_file {
+        let unusable = |why: String| Error::Config(format!("`ca_file` {}: {why}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
+        if !pem
+            .windows(27)
+            .any(|window| window == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(unusable("holds no PEM certificate".into()));
+        }
+        let certificates = Certificate::from_pem(&pem)
+            .map_err(|e| unusable(format!("its certificates cannot be read: {e}")))?;
+        builder = builder
+            .certificate_store(CertificateStore::None)
+            .add_root_certificate(certificates);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| Error::Config(e.to_string()))
+}
+
 /// The built-in templates, each replaced by the file of the same name in `folder` if there
 /// is one. Strict: a variable the message does not have is an error, not an empty string.
 fn templates(folder: Option<&std::path::Path>) -> Result<Environment<'static>, Error> {
@@ -204,11 +227,44 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 2525,
             security: Security::None,
+            ca_file: None,
             credentials: None,
             from: "North Academy <noreply@north.example>".into(),
             public_url: "http://127.0.0.1:8080".into(),
             templates: None,
             timeout: std::time::Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn a_ca_file_that_cannot_be_used_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.txt");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        for (path, why) in [
+            (dir.path().join("missing.pem"), "No such file"),
+            (not_pem, "holds no PEM certificate"),
+            (broken, "its certificates cannot be read"),
+        ] {
+            let config = config::Mail {
+                security: Security::Starttls,
+                ca_file: Some(path.clone()),
+                ..config()
+            };
+            let Err(error) = Mailer::new(&config) else {
+                panic!("{} was accepted", path.display());
+            };
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("`ca_file` {}", path.display())) && message.contains(why),
+                "{message}"
+            );
         }
     }
 

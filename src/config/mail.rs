@@ -47,6 +47,8 @@ pub struct Mail {
     pub host: String,
     pub port: u16,
     pub security: Security,
+    /// PEM certificates to trust instead of the system's (a school's own CA).
+    pub ca_file: Option<PathBuf>,
     /// The relay's account, with its password (both or neither).
     pub credentials: Option<(String, Secret)>,
     /// The sender (`noreply@school.example` or `Name <noreply@school.example>`), checked.
@@ -94,6 +96,7 @@ pub(super) struct MailFile {
     host: Spanned<String>,
     port: Option<Spanned<u16>>,
     security: Option<Spanned<Security>>,
+    ca_file: Option<Spanned<PathBuf>>,
     user: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<PathBuf>>,
@@ -140,6 +143,13 @@ pub(super) fn mail(file: MailFile, base: &Path) -> Result<Mail, Invalid> {
                  relay on this machine (localhost or a loopback address), not `{host}`: use \
                  \"starttls\" or \"tls\""
             ),
+        ));
+    }
+    if let (Some(ca_file), Security::None) = (&file.ca_file, security) {
+        return Err(fail(
+            ca_file.span(),
+            "ca_file",
+            "a CA file is for a TLS connection, and `security` is \"none\"".into(),
         ));
     }
     let port = match file.port {
@@ -228,6 +238,7 @@ pub(super) fn mail(file: MailFile, base: &Path) -> Result<Mail, Invalid> {
         host: host.to_owned(),
         port,
         security,
+        ca_file: file.ca_file.map(|path| base.join(path.get_ref())),
         credentials,
         from: file.from.into_inner(),
         public_url,
@@ -388,6 +399,23 @@ public_url = "https://accounts.north.example/"
                 Secret::File("/etc/rollcall/smtp.pass".into())
             ))
         );
+    }
+
+    #[test]
+    fn a_schools_own_ca_is_trusted_for_tls_only() {
+        assert_eq!(parse(MAIL).unwrap().mail.unwrap().ca_file, None);
+        let mail = parse(&format!("{MAIL}ca_file = \"school-ca.pem\"\n"))
+            .unwrap()
+            .mail
+            .unwrap();
+        assert_eq!(
+            mail.ca_file.as_deref(),
+            Some(Path::new("/etc/rollcall/school-ca.pem"))
+        );
+        let text = MAIL.replace("smtp.north.example", "localhost")
+            + "security = \"none\"\nca_file = \"school-ca.pem\"\n";
+        let message = invalid(&text, "mail.ca_file", 7);
+        assert!(message.contains("is for a TLS connection"), "{message}");
     }
 
     #[test]

@@ -658,3 +658,49 @@ async fn a_tutor_resets_too_and_sessions_with_the_old_password_end() {
     assert_eq!(signed.location(), "/admin/groups");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_the_schools_own_ca_gets_the_mail_over_starttls_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = crate::slapd::write_certificates(dir.path());
+    for security in ["starttls", "tls"] {
+        let Some(sink) = SmtpSink::start_tls(security, &files.certificate, &files.key).await else {
+            return;
+        };
+        // Trusting the school's CA: the link arrives, encrypted all the way.
+        let ca = format!("ca_file = \"{}\"\n", files.ca.display());
+        let app = TestApp::start_with({
+            let mail = sink.config(PUBLIC_URL) + &ca;
+            move |text| format!("{text}{mail}")
+        })
+        .await;
+        student(&app, "Ada", "Lovelace", "ada@north.example").await;
+        let mut visitor = Visitor::new(&app);
+        let asked = ask(&mut visitor, "north", "ada@north.example").await;
+        assert!(asked.body.contains(SENT), "{security}: {}", asked.body);
+        let message = &sink.wait_for(1).await[0];
+        assert_eq!(message.to, ["ada@north.example"], "{security}");
+        assert!(link_path(message).starts_with("/login/north/reset/"));
+        app.stop().await;
+
+        // Trusting only another CA (or, without `ca_file`, only the system's): refused as a
+        // certificate problem before anything is sent.
+        for trust in [
+            format!("ca_file = \"{}\"\n", files.other_ca.display()),
+            String::new(),
+        ] {
+            let text = format!(
+                "[[schools]]\nid = \"north\"\nname = \"North\"\n{}{trust}",
+                sink.config(PUBLIC_URL)
+            );
+            let config = rollcall::config::Config::parse(&text, dir.path()).unwrap();
+            let mailer = rollcall::mail::Mailer::new(config.mail.as_ref().unwrap()).unwrap();
+            let refused = mailer.check_connection().await.unwrap_err().to_string();
+            assert!(
+                refused.to_lowercase().contains("certificate"),
+                "{security} {trust:?}: {refused}"
+            );
+        }
+        assert_eq!(sink.messages().len(), 1, "{security}");
+    }
+}

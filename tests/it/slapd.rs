@@ -616,16 +616,16 @@ impl Slapd {
 }
 
 /// The PEM files [`write_certificates`] writes.
-struct TlsFiles {
-    ca: PathBuf,
-    certificate: PathBuf,
-    key: PathBuf,
-    other_ca: PathBuf,
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub other_ca: PathBuf,
 }
 
 /// Generates a CA, a server certificate it signs (127.0.0.1 and `localhost`, ECDSA P-256, valid
 /// from yesterday for a week) with its key (PKCS#8), and an unrelated CA; writes them to `dir`.
-fn write_certificates(dir: &Path) -> TlsFiles {
+pub fn write_certificates(dir: &Path) -> TlsFiles {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,

@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,8 @@ impl Received {
 /// A running mail sink. Dropping it kills the server.
 pub struct SmtpSink {
     pub port: u16,
+    /// `none`, `starttls` or `tls`: what `[mail] security` must say.
+    security: &'static str,
     child: Child,
     pgid: i32,
     dir: tempfile::TempDir,
@@ -69,6 +71,20 @@ impl SmtpSink {
     /// Starts the sink (about half a second). `None` (after a loud `skipped:` line) when
     /// aiosmtpd is not installed; with `CI=true` that panics instead.
     pub async fn start() -> Option<SmtpSink> {
+        SmtpSink::start_with("none", &[]).await
+    }
+
+    /// [`SmtpSink::start`] with TLS: `starttls` (required before a message) or `tls` (from the
+    /// first byte), with this certificate and key (PEM).
+    pub async fn start_tls(
+        security: &'static str,
+        certificate: &Path,
+        key: &Path,
+    ) -> Option<SmtpSink> {
+        SmtpSink::start_with(security, &[certificate, key]).await
+    }
+
+    async fn start_with(security: &'static str, files: &[&Path]) -> Option<SmtpSink> {
         let python = venv_python();
         let ready = Command::new(&python)
             .args(["-c", "import aiosmtpd"])
@@ -87,6 +103,8 @@ impl SmtpSink {
         let mut child = Command::new(&python)
             .arg(&script)
             .arg(dir.path())
+            .args((security != "none").then_some(security))
+            .args(files)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -98,6 +116,7 @@ impl SmtpSink {
         let stdout = child.stdout.take().expect("stdout");
         let mut sink = SmtpSink {
             port: 0,
+            security,
             child,
             pgid,
             dir,
@@ -128,10 +147,10 @@ impl SmtpSink {
     /// The `[mail]` section sending through this sink, with links to `public_url`.
     pub fn config(&self, public_url: &str) -> String {
         format!(
-            "\n[mail]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\
+            "\n[mail]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"{}\"\n\
              from = \"North Academy <noreply@north.example>\"\npublic_url = \"{public_url}\"\n\
              timeout_secs = 10\n",
-            self.port
+            self.port, self.security
         )
     }
 

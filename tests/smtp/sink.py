@@ -1,9 +1,11 @@
 """A mail sink for the integration tests: an SMTP server (aiosmtpd) on 127.0.0.1 that keeps
 every message it receives as a file in a folder.
 
-    python sink.py FOLDER
+    python sink.py FOLDER [starttls|tls CERTIFICATE KEY]
 
-It listens on a free port and prints `ready PORT` once it accepts connections. Each message
+It listens on a free port and prints `ready PORT` once it accepts connections: plain SMTP, or
+with the certificate and key (PEM) either STARTTLS, which it then requires before a message, or
+TLS from the first byte. Each message
 becomes `NNNNN.json` in FOLDER (written under a temporary name, then renamed, so a reader never
 sees half a file): the envelope's sender and recipients, the subject, each part's content type
 and the decoded plain-text and HTML parts, and the raw message.
@@ -14,6 +16,7 @@ import email
 import email.policy
 import json
 import os
+import ssl
 import sys
 
 from aiosmtpd.smtp import SMTP
@@ -53,9 +56,19 @@ class Sink:
 
 async def main():
     folder = sys.argv[1]
+    security = sys.argv[2] if len(sys.argv) > 2 else "none"
     sink = Sink(folder)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", 0)
+    if security == "none":
+        server = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", 0)
+    else:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(sys.argv[3], sys.argv[4])
+        if security == "starttls":
+            factory = lambda: SMTP(sink, tls_context=context, require_starttls=True)
+            server = await loop.create_server(factory, "127.0.0.1", 0)
+        else:
+            server = await loop.create_server(lambda: SMTP(sink), "127.0.0.1", 0, ssl=context)
     port = server.sockets[0].getsockname()[1]
     print(f"ready {port}", flush=True)
     await server.serve_forever()
