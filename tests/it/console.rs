@@ -194,6 +194,35 @@ pub async fn tutor(app: &TestApp, first: &str, surname: &str) -> String {
     reply.body["userName"].as_str().unwrap().to_owned()
 }
 
+/// Tess Teacher, a north tutor (with this email, if any) made staff with the tutor role, who
+/// has not signed in yet: `(userName, first password)`.
+pub async fn staff_tutor(app: &TestApp, email: Option<&str>) -> (String, String) {
+    let mut body = json!({ "firstName": "Tess", "surname": "Teacher", "role": "tutor" });
+    if let Some(email) = email {
+        body["email"] = email.into();
+    }
+    let reply = app
+        .api(
+            reqwest::Method::POST,
+            "/schools/north/users",
+            Some(ApiBody::Json(&body)),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let name = reply.body["userName"].as_str().unwrap().to_owned();
+    let first = reply.body["password"].as_str().unwrap().to_owned();
+    app.state
+        .provider
+        .grant(
+            &rollcall::roster::Admin::cli("north"),
+            &name,
+            rollcall::store::StaffRole::Tutor,
+        )
+        .await
+        .unwrap();
+    (name, first)
+}
+
 /// Signs in on the log-in page with a first password and chooses `chosen` in its place, as a
 /// person does with their slip.
 pub async fn choose_password(
@@ -349,27 +378,7 @@ async fn sessions_are_http_only_strict_secure_cookies_and_end_at_log_out() {
 #[tokio::test]
 async fn a_tutors_first_password_opens_the_console_only_once_they_have_chosen_their_own() {
     let app = TestApp::start().await;
-    let reply = app
-        .api(
-            reqwest::Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(
-                &json!({ "firstName": "Tess", "surname": "Teacher", "role": "tutor" }),
-            )),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    let name = reply.body["userName"].as_str().unwrap().to_owned();
-    let first = reply.body["password"].as_str().unwrap().to_owned();
-    app.state
-        .provider
-        .grant(
-            &rollcall::roster::Admin::cli("north"),
-            &name,
-            rollcall::store::StaffRole::Tutor,
-        )
-        .await
-        .unwrap();
+    let (name, first) = staff_tutor(&app, None).await;
 
     // The slip's password is right, but it opens nothing: the page says where to choose one.
     let mut visitor = Visitor::new(&app);

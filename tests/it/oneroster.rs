@@ -1716,28 +1716,23 @@ async fn a_trusts_export_is_refused_without_org_and_read_for_one_school_with_it(
     );
 
     // North's org: exactly north's accounts (nothing was written before), none of south's.
-    let stdout = setup.ok(&[
-        "import-oneroster",
-        "--school",
-        "north",
-        "--org",
-        "org-north",
-        path,
-        "--json",
-    ]);
+    let north = |then: &str| {
+        setup.ok(&[
+            "import-oneroster",
+            "--school",
+            "north",
+            "--org",
+            "org-north",
+            path,
+            then,
+        ])
+    };
+    let stdout = north("--json");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["outcome"], "applied", "{stdout}");
     assert_eq!(report["counts"]["create"], roster.accounts().len());
     assert_eq!(report["read"]["students"], STUDENTS);
-    let stdout = setup.ok(&[
-        "import-oneroster",
-        "--school",
-        "north",
-        "--org",
-        "org-north",
-        path,
-        "--dry-run",
-    ]);
+    let stdout = north("--dry-run");
     assert!(
         stdout.contains("accounts: 0 to create, 0 to update, 0 to re-enable, 0 to disable"),
         "{stdout}"

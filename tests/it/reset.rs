@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::console::{Page, Visitor, choose_password};
+use crate::console::{Page, Visitor, choose_password, staff_tutor};
 use crate::harness::*;
 use crate::smtp::SmtpSink;
 
@@ -606,29 +606,8 @@ async fn a_tutor_resets_too_and_sessions_with_the_old_password_end() {
         return;
     };
     let app = app_with_mail(&sink, "").await;
-    let reply = app
-        .api(
-            Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(&json!({
-                "firstName": "Tess", "surname": "Teacher", "role": "tutor",
-                "email": "tess@north.example",
-            }))),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let name = reply.body["userName"].as_str().unwrap().to_owned();
-    let first = reply.body["password"].as_str().unwrap().to_owned();
     // Staff who sign in to the console with their own account.
-    app.state
-        .provider
-        .grant(
-            &rollcall::roster::Admin::cli("north"),
-            &name,
-            rollcall::store::StaffRole::Tutor,
-        )
-        .await
-        .unwrap();
+    let (name, first) = staff_tutor(&app, Some("tess@north.example")).await;
     choose_password(&app, "north", &name, &first, "the password I chose").await;
     let mut console = Visitor::new(&app);
     let signed = console
