@@ -176,10 +176,8 @@ fn tls_parameters(host: &str, ca_file: Option<&std::path::Path>) -> Result<TlsPa
     if let Some(path) = ca_file {
         let unusable = |why: String| Error::Config(format!("`ca_file` {}: {why}", path.display()));
         let pem = std::fs::read(path).map_err(|e| unusable(e.to_string()))?;
-        if !pem
-            .windows(27)
-            .any(|window| window == b"-----BEGIN CERTIFICATE-----")
-        {
+        const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+        if !pem.windows(BEGIN.len()).any(|window| window == BEGIN) {
             return Err(unusable("holds no PEM certificate".into()));
         }
         let certificates = Certificate::from_pem(&pem)
