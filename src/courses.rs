@@ -232,7 +232,9 @@ mod tests {
         }
     }
 
-    fn maths() -> Catalogue {
+    /// Mathematics with its modules (Mechanics bringing Vectors), and Physics, which brings
+    /// Mechanics too; `entitlements`' tests read it as well.
+    pub(super) fn maths() -> Catalogue {
         Catalogue::new(vec![
             course("MA1", "Mathematics Year 1 (AS)", &["MA1-S", "MA1-M"]),
             course("MA1-S", "Statistics Year 1", &[]),

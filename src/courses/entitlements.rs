@@ -175,23 +175,7 @@ impl Entitlement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::courses::Course;
-
-    fn catalogue() -> Catalogue {
-        let course = |code: &str, title: &str, implies: &[&str]| Course {
-            code: code.into(),
-            title: title.into(),
-            implies: implies.iter().map(|s| s.to_string()).collect(),
-        };
-        Catalogue::new(vec![
-            course("MA1", "Mathematics Year 1 (AS)", &["MA1-S", "MA1-M"]),
-            course("MA1-S", "Statistics Year 1", &[]),
-            course("MA1-M", "Mechanics Year 1", &["MA1-V"]),
-            course("MA1-V", "Vectors", &[]),
-            course("PH1", "Physics Year 1", &["MA1-M"]),
-        ])
-        .unwrap()
-    }
+    use crate::courses::tests::maths as catalogue;
 
     /// A group as `expand_in` would store it.
     fn group(id: &str, name: &str, chosen: &[&str]) -> GroupCourses {

@@ -451,17 +451,7 @@ async fn an_admin_makes_a_tutor_staff_and_the_tutor_resets_a_students_password()
             body["group"] = group.into();
         }
         let app = &app;
-        async move {
-            let reply = app
-                .api(
-                    reqwest::Method::POST,
-                    "/schools/north/users",
-                    Some(ApiBody::Json(&body)),
-                )
-                .await;
-            assert_eq!(reply.status, 201, "{}", reply.body);
-            reply.body
-        }
+        async move { app.new_account(&body).await }
     };
     let tess = account("Tess", "Teacher", "tutor", None).await;
     let tess_name = tess["userName"].as_str().unwrap().to_owned();

@@ -181,17 +181,11 @@ impl Visitor {
 
 /// A tutor account made through the admin API; returns its username.
 pub async fn tutor(app: &TestApp, first: &str, surname: &str) -> String {
-    let reply = app
-        .api(
-            reqwest::Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(
-                &json!({ "firstName": first, "surname": surname, "role": "tutor" }),
-            )),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    reply.body["userName"].as_str().unwrap().to_owned()
+    let tutor = json!({ "firstName": first, "surname": surname, "role": "tutor" });
+    app.new_account(&tutor).await["userName"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 /// Tess Teacher, a north tutor (with this email, if any) made staff with the tutor role, who
@@ -201,16 +195,9 @@ pub async fn staff_tutor(app: &TestApp, email: Option<&str>) -> (String, String)
     if let Some(email) = email {
         body["email"] = email.into();
     }
-    let reply = app
-        .api(
-            reqwest::Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(&body)),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    let name = reply.body["userName"].as_str().unwrap().to_owned();
-    let first = reply.body["password"].as_str().unwrap().to_owned();
+    let account = app.new_account(&body).await;
+    let name = account["userName"].as_str().unwrap().to_owned();
+    let first = account["password"].as_str().unwrap().to_owned();
     app.state
         .provider
         .grant(

@@ -48,20 +48,13 @@ async fn change_password(
 
 /// Creates a north student through the admin API: `(id, userName, first password)`.
 async fn admin_creates(app: &TestApp, first: &str, surname: &str) -> (String, String, String) {
-    let reply = app
-        .api(
-            Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(
-                &json!({ "firstName": first, "surname": surname }),
-            )),
-        )
+    let account = app
+        .new_account(&json!({ "firstName": first, "surname": surname }))
         .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     let field = |name: &str| {
-        reply.body[name]
+        account[name]
             .as_str()
-            .unwrap_or_else(|| panic!("no {name}: {}", reply.body))
+            .unwrap_or_else(|| panic!("no {name}: {account}"))
             .to_owned()
     };
     (field("id"), field("userName"), field("password"))

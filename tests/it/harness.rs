@@ -287,6 +287,20 @@ impl TestApp {
             .await
     }
 
+    /// Creates a north account through the admin API (`POST /schools/north/users`), asserting
+    /// 201; returns the answer: the account, with its first password.
+    pub async fn new_account(&self, body: &Value) -> Value {
+        let reply = self
+            .api(
+                Method::POST,
+                "/schools/north/users",
+                Some(ApiBody::Json(body)),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        reply.body
+    }
+
     /// Pastes a class list into a group of north: `query` is e.g. `dry_run=true&course=…`.
     pub async fn paste(&self, group: &str, query: &str, text: &str) -> Reply {
         let group: String = url_encode(group);

@@ -124,15 +124,7 @@ async fn assert_no_group(app: &TestApp, name: &str) {
 
 /// Creates a north account through the admin API, returning its username.
 async fn create_person(app: &TestApp, body: Value) -> String {
-    let reply = app
-        .api(
-            Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(&body)),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    reply.body["userName"]
+    app.new_account(&body).await["userName"]
         .as_str()
         .expect("userName")
         .to_owned()

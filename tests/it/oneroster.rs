@@ -71,6 +71,19 @@ struct Enrollment {
 }
 
 impl Enrollment {
+    /// An active student enrollment without dates.
+    fn student(id: String, class: &str, user: &str) -> Enrollment {
+        Enrollment {
+            id,
+            class: class.into(),
+            user: user.into(),
+            role: "student",
+            begin: "",
+            end: "",
+            status: "",
+        }
+    }
+
     /// Whether it makes its person a member today.
     fn current(&self) -> bool {
         let today = time::OffsetDateTime::now_utc().date().to_string();
@@ -977,15 +990,7 @@ async fn a_delta_applies_exactly_what_it_says_and_disables_nobody_else() {
         ..roster.user("stu-0005").clone()
     };
     roster.users.push(newcomer.clone());
-    let joins = Enrollment {
-        id: "enr-new".into(),
-        class: "cls-12A-ma".into(),
-        user: newcomer.id.clone(),
-        role: "student",
-        begin: "",
-        end: "",
-        status: "",
-    };
+    let joins = Enrollment::student("enr-new".into(), "cls-12A-ma", &newcomer.id);
     roster.enrollments.push(joins.clone());
     let leaves = roster
         .enrollments
@@ -1104,15 +1109,7 @@ async fn a_sync_tells_the_platform_of_each_students_changed_courses_once() {
         ..roster.user("stu-0005").clone()
     };
     roster.users.push(newcomer.clone());
-    let joins = Enrollment {
-        id: "enr-new".into(),
-        class: "cls-12A-ma".into(),
-        user: newcomer.id.clone(),
-        role: "student",
-        begin: "",
-        end: "",
-        status: "",
-    };
+    let joins = Enrollment::student("enr-new".into(), "cls-12A-ma", &newcomer.id);
     let leaves = roster
         .enrollments
         .iter_mut()
@@ -1644,15 +1641,7 @@ fn trust_export(roster: &Roster, students: usize) -> BTreeMap<String, String> {
     let enrollments: Vec<Enrollment> = users
         .iter()
         .enumerate()
-        .map(|(i, u)| Enrollment {
-            id: format!("enr-south-{i:03}"),
-            class: class.id.clone(),
-            user: u.id.clone(),
-            role: "student",
-            begin: "",
-            end: "",
-            status: "",
-        })
+        .map(|(i, u)| Enrollment::student(format!("enr-south-{i:03}"), &class.id, &u.id))
         .collect();
     let append = |files: &mut BTreeMap<String, String>, name: &str, more: String| {
         let text = files.get_mut(name).unwrap();

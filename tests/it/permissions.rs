@@ -50,15 +50,7 @@ async fn account(
     if let Some(group) = group {
         body["group"] = group.into();
     }
-    let reply = app
-        .api(
-            Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(&body)),
-        )
-        .await;
-    assert_eq!(reply.status, 201, "{}", reply.body);
-    reply.body
+    app.new_account(&body).await
 }
 
 async fn group(app: &TestApp, name: &str, tutor: &str) -> Value {

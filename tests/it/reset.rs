@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::console::{Page, Visitor, choose_password, staff_tutor};
@@ -41,15 +41,8 @@ pub async fn student(
     if !email.is_empty() {
         body["email"] = json!(email);
     }
-    let reply = app
-        .api(
-            Method::POST,
-            "/schools/north/users",
-            Some(ApiBody::Json(&body)),
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let field = |name: &str| reply.body[name].as_str().unwrap().to_owned();
+    let account = app.new_account(&body).await;
+    let field = |name: &str| account[name].as_str().unwrap().to_owned();
     (field("id"), field("userName"), field("password"))
 }
 

@@ -175,23 +175,20 @@ impl SmtpSink {
                     serde_json::from_str(&std::fs::read_to_string(path).expect("message"))
                         .expect("message JSON");
                 let text = |key: &str| record[key].as_str().unwrap_or_default().to_owned();
-                Received {
-                    to: record["to"]
+                let texts = |key: &str| {
+                    record[key]
                         .as_array()
                         .into_iter()
                         .flatten()
                         .filter_map(Value::as_str)
                         .map(str::to_owned)
-                        .collect(),
+                        .collect()
+                };
+                Received {
+                    to: texts("to"),
                     subject: text("subject"),
                     content_type: text("content_type"),
-                    parts: record["parts"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect(),
+                    parts: texts("parts"),
                     text: text("text"),
                     html: text("html"),
                     raw: text("raw"),

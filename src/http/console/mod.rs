@@ -34,7 +34,7 @@ pub use person::loggable_path;
 pub use session::Sessions;
 
 /// The templates, compiled in: `(name, source)`.
-const TEMPLATES: [(&str, &str); 22] = [
+const TEMPLATES: [(&str, &str); 23] = [
     ("layout.html", include_str!("templates/layout.html")),
     ("error.html", include_str!("templates/error.html")),
     ("login.html", include_str!("templates/login.html")),
@@ -73,6 +73,10 @@ const TEMPLATES: [(&str, &str); 22] = [
     (
         "person_reset.html",
         include_str!("templates/person_reset.html"),
+    ),
+    (
+        "new_password_fields.html",
+        include_str!("templates/new_password_fields.html"),
     ),
     (
         "person_reset_gone.html",

@@ -55,6 +55,22 @@ fn refused(state: &AppState, forged: Forged) -> Response {
     )
 }
 
+/// The fields of a form posted before signing in, checked by `check` against the CSRF secret
+/// of the form's own cookie (`expired` says which form, when the cookie is gone); else the
+/// refusal page.
+fn posted(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    expired: &'static str,
+    check: fn(&HeaderMap, &[u8], &str) -> Result<Fields, Forged>,
+) -> Result<Fields, Response> {
+    cookie(headers, FORM_COOKIE)
+        .ok_or(Forged(expired))
+        .and_then(|secret| check(headers, body, secret))
+        .map_err(|forged| refused(state, forged))
+}
+
 fn internal(state: &AppState, headers: &HeaderMap) -> Response {
     super::admin::internal(state, &super::super::scim::request_id(headers))
 }
@@ -99,12 +115,10 @@ async fn login(
         Ok(school) => school,
         Err(page) => return page,
     };
-    let Some(secret) = cookie(&headers, FORM_COOKIE) else {
-        return refused(&state, Forged("the log-in form has expired"));
-    };
-    let fields = match Fields::checked(&headers, &body, secret) {
+    let expired = "the log-in form has expired";
+    let fields = match posted(&state, &headers, &body, expired, Fields::checked) {
         Ok(fields) => fields,
-        Err(forged) => return refused(&state, forged),
+        Err(page) => return page,
     };
     let user_name = fields.get("username");
     let address = super::super::api::client(&state, peer, &headers);
@@ -352,12 +366,15 @@ async fn forgot(
         Ok(school) => school,
         Err(page) => return page,
     };
-    let Some(secret) = cookie(&headers, FORM_COOKIE) else {
-        return refused(&state, Forged("the form has expired"));
-    };
-    let fields = match Fields::checked(&headers, &body, secret) {
+    let fields = match posted(
+        &state,
+        &headers,
+        &body,
+        "the form has expired",
+        Fields::checked,
+    ) {
         Ok(fields) => fields,
-        Err(forged) => return refused(&state, forged),
+        Err(page) => return page,
     };
     let account = fields.get("account");
     if !state.resets.enabled() {
@@ -476,13 +493,11 @@ async fn reset(
         Ok(school) => school,
         Err(page) => return no_referrer(page),
     };
-    let Some(secret) = cookie(&headers, FORM_COOKIE) else {
-        return no_referrer(refused(&state, Forged("the form has expired")));
-    };
     // The page sends no referrer, so the browser posts with `Origin: null`.
-    let fields = match Fields::checked_without_referrer(&headers, &body, secret) {
+    let check = Fields::checked_without_referrer;
+    let fields = match posted(&state, &headers, &body, "the form has expired", check) {
         Ok(fields) => fields,
-        Err(forged) => return no_referrer(refused(&state, forged)),
+        Err(page) => return no_referrer(page),
     };
     let (new, repeated) = (fields.raw("password"), fields.raw("repeat"));
     let request_id = super::super::scim::request_id(&headers);
